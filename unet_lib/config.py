@@ -1,0 +1,131 @@
+"""Profiles, paths and devices: the one place the book's sizes and folders come from.
+
+Every notebook reads its sizes from :func:`profile`, its data folder from
+:func:`data_dir` and writes its headline numbers under :func:`results_dir`.
+Nothing here has side effects on import.
+
+Environment variables
+---------------------
+``UNET_BOOK_PROFILE``  ``smoke`` | ``cpu`` | ``full`` (default: ``full`` with CUDA, else ``cpu``)
+``UNET_BOOK_DATA``     folder that holds the datasets (default ``./data``)
+``UNET_BOOK_RESULTS``  folder for ``<notebook>.<profile>.json`` result files (default ``./results``)
+``UNET_BOOK_DEVICE``   force a device, e.g. ``cpu`` or ``cuda:1``
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = ["Profile", "PROFILES", "profile", "data_dir", "results_dir", "device", "repo_root"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One of the book's three sizes (DESIGN section 4).
+
+    A chapter that needs something bigger or smaller than the shared sizes derives
+    it from these fields (for example ``2 * p.max_epochs``) so that one knob still
+    controls every notebook.
+    """
+
+    name: str
+    #: side of the square Kvasir-SEG images fed to the networks (pixels)
+    image_size: int
+    #: base width of the networks (channels of the first stage; the papers use 64 or 32)
+    features: int
+    #: training epochs over the training set for the main experiment of a chapter
+    max_epochs: int
+    #: mini-batch size
+    batch_size: int
+    #: peak learning rate of the one-cycle schedule (Adam)
+    lr: float
+    #: number of training images used (None = the whole official training split)
+    train_limit: int | None
+    #: number of validation images used (None = the whole official validation split)
+    val_limit: int | None
+    #: output tile of the valid-padding U-Net on ISBI 2012 EM (388 in the paper; must be 16k+4)
+    em_tile: int
+    #: base width of the valid-padding U-Net trained on EM slices
+    em_features: int
+    #: training steps (mini-batches) for EM experiments
+    em_steps: int
+    #: independent seeds for experiments that report a spread
+    seeds: int
+    #: DataLoader worker processes
+    num_workers: int
+
+
+PROFILES: dict[str, Profile] = {
+    # CI: proves every cell runs; numbers are meaningless and labelled as such.
+    "smoke": Profile(name="smoke", image_size=32, features=4, max_epochs=1, batch_size=4, lr=3e-3,
+                     train_limit=8, val_limit=4, em_tile=20, em_features=4, em_steps=2, seeds=1,
+                     num_workers=0),
+    # A laptop CPU (2 cores): real, honestly labelled results within minutes.
+    "cpu": Profile(name="cpu", image_size=96, features=16, max_epochs=12, batch_size=16, lr=3e-3,
+                   train_limit=None, val_limit=None, em_tile=116, em_features=8, em_steps=120, seeds=2,
+                   num_workers=0),
+    # A Colab GPU: the papers' widths, larger images, longer training.
+    "full": Profile(name="full", image_size=256, features=64, max_epochs=60, batch_size=16, lr=1e-3,
+                    train_limit=None, val_limit=None, em_tile=388, em_features=64, em_steps=3000, seeds=3,
+                    num_workers=2),
+}
+
+
+def profile(name: str | None = None) -> Profile:
+    """Return the active profile.
+
+    Args:
+        name: ``"smoke"``, ``"cpu"`` or ``"full"``; default ``$UNET_BOOK_PROFILE``,
+            else ``"full"`` when CUDA is available and ``"cpu"`` otherwise.
+
+    Returns:
+        The frozen :class:`Profile`.
+    """
+    name = name or os.environ.get("UNET_BOOK_PROFILE") or ("full" if torch.cuda.is_available() else "cpu")
+    key = name.strip().lower()
+    if key not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}: set UNET_BOOK_PROFILE to one of {sorted(PROFILES)}")
+    return PROFILES[key]
+
+
+def repo_root() -> Path:
+    """The repository (or installed package's parent) folder."""
+    return Path(__file__).resolve().parent.parent
+
+
+def _base() -> Path:
+    """The repository root in a checkout (notebooks run from ``notebooks/``), else the working folder."""
+    root = repo_root()
+    return root if (root / "_config.yml").exists() else Path.cwd()
+
+
+def data_dir() -> Path:
+    """Folder that holds the datasets: ``$UNET_BOOK_DATA``, else ``data/`` in the repository
+    (or in the working folder when ``unet_lib`` is installed from PyPI/git, as in Colab)."""
+    return Path(os.environ.get("UNET_BOOK_DATA") or _base() / "data").expanduser().resolve()
+
+
+def results_dir() -> Path:
+    """Folder for result files: ``$UNET_BOOK_RESULTS``, else ``results/`` beside ``data/``."""
+    return Path(os.environ.get("UNET_BOOK_RESULTS") or _base() / "results").expanduser().resolve()
+
+
+def device() -> torch.device:
+    """``$UNET_BOOK_DEVICE`` if set, else CUDA, then Apple MPS, then CPU."""
+    forced = os.environ.get("UNET_BOOK_DEVICE")
+    if forced:
+        return torch.device(forced)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def replace(p: Profile, **changes) -> Profile:
+    """A copy of ``p`` with some fields changed (for exercises and experiments)."""
+    return dataclasses.replace(p, **changes)

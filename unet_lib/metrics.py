@@ -1,0 +1,118 @@
+"""Segmentation metrics, all from one confusion function (chapter 01 defines them).
+
+Every metric is per image: a batch of ``B`` masks gives a tensor of shape ``(B,)``,
+so that means, confidence intervals and per-image distributions are all possible.
+Conventions for empty masks: when the prediction and the target are both empty,
+every score is 1.0 (nothing to find, nothing found); when a denominator is zero
+but the other mask is not empty, the score is 0.0.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+__all__ = ["Confusion", "confusion", "dice", "iou", "precision", "recall", "binarize", "summarize"]
+
+
+class Confusion(NamedTuple):
+    """Per-image pixel counts, each of shape ``(B,)``."""
+
+    tp: torch.Tensor
+    fp: torch.Tensor
+    fn: torch.Tensor
+    tn: torch.Tensor
+
+
+def _as_batch(x) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    if t.ndim == 2:           # one (H, W) mask
+        t = t[None]
+    elif t.ndim == 4:         # (B, 1, H, W)
+        if t.shape[1] != 1:
+            raise ValueError(f"expected binary masks (B, 1, H, W), got {tuple(t.shape)}: take argmax over classes "
+                             "or pick one class channel first")
+        t = t[:, 0]
+    elif t.ndim != 3:
+        raise ValueError(f"expected a mask (H, W), (B, H, W) or (B, 1, H, W), got shape {tuple(t.shape)}")
+    return t
+
+
+def binarize(x, threshold: float = 0.5) -> torch.Tensor:
+    """Boolean mask from probabilities (``> threshold``) or from booleans/0-1 integers."""
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    return t.bool() if t.dtype == torch.bool else t > threshold
+
+
+def confusion(pred, target) -> Confusion:
+    """True/false positives/negatives per image.
+
+    Args:
+        pred: predicted binary mask(s): bool or {0, 1}; ``(H, W)``, ``(B, H, W)`` or ``(B, 1, H, W)``;
+            numpy arrays and tensors are both accepted.
+        target: ground-truth mask(s) of the same shape.
+
+    Returns:
+        :class:`Confusion` with four float64 tensors of shape ``(B,)``.
+    """
+    p, t = _as_batch(pred), _as_batch(target)
+    if p.shape != t.shape:
+        raise ValueError(f"prediction shape {tuple(p.shape)} differs from target shape {tuple(t.shape)}")
+    for name, m in (("prediction", p), ("target", t)):
+        if m.dtype != torch.bool and m.numel() and not bool(((m == 0) | (m == 1)).all()):
+            raise ValueError(f"{name} is not binary (values other than 0 and 1): threshold it first, "
+                             "e.g. metrics.binarize(probs)")
+    p, t = p.bool().flatten(1), t.bool().flatten(1)
+    tp = (p & t).sum(1).double()
+    fp = (p & ~t).sum(1).double()
+    fn = (~p & t).sum(1).double()
+    tn = (~p & ~t).sum(1).double()
+    return Confusion(tp, fp, fn, tn)
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor, both_empty: torch.Tensor) -> torch.Tensor:
+    out = num / den.clamp_min(1)
+    return torch.where(den == 0, both_empty.double(), out)
+
+
+def dice(pred, target) -> torch.Tensor:
+    """Dice = 2 TP / (2 TP + FP + FN), per image, shape ``(B,)``; 1.0 when both masks are empty."""
+    c = confusion(pred, target)
+    return _ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn, torch.ones_like(c.tp))
+
+
+def iou(pred, target) -> torch.Tensor:
+    """Intersection over union (Jaccard) = TP / (TP + FP + FN), per image; 1.0 when both masks are empty."""
+    c = confusion(pred, target)
+    return _ratio(c.tp, c.tp + c.fp + c.fn, torch.ones_like(c.tp))
+
+
+def precision(pred, target) -> torch.Tensor:
+    """TP / (TP + FP), per image; with nothing predicted: 1.0 if the target is empty too, else 0.0."""
+    c = confusion(pred, target)
+    return _ratio(c.tp, c.tp + c.fp, c.fn == 0)
+
+
+def recall(pred, target) -> torch.Tensor:
+    """TP / (TP + FN), per image; with an empty target: 1.0 if nothing was predicted, else 0.0."""
+    c = confusion(pred, target)
+    return _ratio(c.tp, c.tp + c.fn, c.fp == 0)
+
+
+def summarize(values, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> dict[str, float]:
+    """Mean, standard deviation and a bootstrap confidence interval of per-image scores.
+
+    Returns:
+        ``{"mean", "std", "ci_low", "ci_high", "n"}`` as plain floats (``n`` as int).
+    """
+    if isinstance(values, torch.Tensor):
+        values = values.detach().double().cpu().numpy()
+    v = np.asarray(values, dtype=float).ravel()
+    if v.size == 0:
+        raise ValueError("no values to summarize")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(1)
+    lo, hi = np.quantile(means, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "ci_low": float(lo), "ci_high": float(hi), "n": int(v.size)}

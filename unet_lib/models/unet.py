@@ -1,0 +1,144 @@
+"""U-Net (Ronneberger, Fischer & Brox, MICCAI 2015), chapter 03.
+
+``UNet(1, 2, padding="valid", norm=None)`` is the network of the paper's Fig. 1:
+23 convolutional layers, 31,030,658 parameters, a 572x572 tile in and a 388x388
+segmentation map out. ``padding="same"`` with batch norm is the variant most
+code uses today: the output has the input's size, for any size.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blocks import Norm, Padding, Up, DoubleConv, UpConv, center_crop, match_size
+
+__all__ = ["UNet", "valid_output_size", "valid_input_size", "nearest_valid_sizes"]
+
+DEPTH = 4  # four 2x2 max-pools: sizes must survive halving four times
+
+
+def valid_output_size(input_size: int) -> int:
+    """Output side of the valid-padding U-Net for an input side, or raise ValueError.
+
+    Each stage's two unpadded 3x3 convs remove 4 pixels; every size entering a
+    2x2 max-pool must be even. Valid inputs are ``16 * b + 124`` (b >= 4 gives 188, ..., 572).
+    """
+    size = input_size
+    for _ in range(DEPTH):
+        size -= 4
+        if size <= 0 or size % 2:
+            raise ValueError(f"input size {input_size} does not fit the valid-padding U-Net: "
+                             f"{_suggest(input_size)}")
+        size //= 2
+    size -= 4
+    if size < 4:
+        raise ValueError(f"input size {input_size} is too small for the valid-padding U-Net: {_suggest(input_size)}")
+    for _ in range(DEPTH):
+        size = size * 2 - 4
+    return size
+
+
+def valid_input_size(output_size: int) -> int:
+    """Input side that gives ``output_size`` (``output_size + 184``); the output must be ``16k + 4``."""
+    if output_size < 4 or (output_size - 4) % 16:
+        lo = max(4, output_size - (output_size - 4) % 16)
+        raise ValueError(f"output size {output_size} is impossible for the valid-padding U-Net; "
+                         f"valid outputs are 16k+4, e.g. {lo} or {lo + 16}")
+    return output_size + 184
+
+
+def nearest_valid_sizes(input_size: int) -> tuple[int, int]:
+    """The valid input sides just below and just above ``input_size`` (the smaller one is at least 188)."""
+    below = max(188, input_size - (input_size - 124) % 16)
+    above = below if below >= input_size else below + 16
+    if below > input_size:
+        return below, below
+    return below, above
+
+
+def _suggest(input_size: int) -> str:
+    lo, hi = nearest_valid_sizes(input_size)
+    return f"use {lo} or {hi} (valid inputs are 16k+124, from 188), or padding='same'"
+
+
+class UNet(nn.Module):
+    """The U-Net: a contracting path, an expanding path, and skip connections between them.
+
+    Args:
+        in_channels: image channels (1 for EM, 3 for RGB endoscopy).
+        num_classes: output channels. The paper uses 2 (softmax over background/foreground);
+            a single channel with a sigmoid is equivalent for binary tasks.
+        features: channels of the first stage; stage ``i`` has ``features * 2**i`` (64 ... 1024 in the paper).
+        padding: ``"same"`` keeps the size; ``"valid"`` is the 2015 network (572 -> 388).
+        norm: ``"batch"`` (default), ``"instance"`` or ``None`` (the 2015 network has no normalisation).
+        up: ``"transpose"`` (2x2 up-convolution, the paper) or ``"bilinear"`` (+1x1 conv).
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, num_classes, H', W')`` logits; ``H' = H`` for "same",
+        ``H' = H - 184`` for "valid".
+
+    Example:
+        >>> UNet(1, 2, padding="valid", norm=None)(torch.zeros(1, 1, 572, 572)).shape
+        torch.Size([1, 2, 388, 388])
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, features: int = 64, padding: Padding = "same",
+                 norm: Norm = "batch", up: Up = "transpose"):
+        super().__init__()
+        f = [features * 2 ** i for i in range(DEPTH + 1)]  # 64, 128, 256, 512, 1024
+        self.in_channels, self.num_classes, self.padding = in_channels, num_classes, padding
+        self.pool = nn.MaxPool2d(2)
+        # contracting path
+        self.enc1 = DoubleConv(in_channels, f[0], padding, norm)
+        self.enc2 = DoubleConv(f[0], f[1], padding, norm)
+        self.enc3 = DoubleConv(f[1], f[2], padding, norm)
+        self.enc4 = DoubleConv(f[2], f[3], padding, norm)
+        self.bottleneck = DoubleConv(f[3], f[4], padding, norm)
+        # expanding path: up-conv halves the channels, concatenation doubles them again
+        self.up4, self.dec4 = UpConv(f[4], f[3], up), DoubleConv(2 * f[3], f[3], padding, norm)
+        self.up3, self.dec3 = UpConv(f[3], f[2], up), DoubleConv(2 * f[2], f[2], padding, norm)
+        self.up2, self.dec2 = UpConv(f[2], f[1], up), DoubleConv(2 * f[1], f[1], padding, norm)
+        self.up1, self.dec1 = UpConv(f[1], f[0], up), DoubleConv(2 * f[0], f[0], padding, norm)
+        self.head = nn.Conv2d(f[0], num_classes, kernel_size=1)
+
+    # -- sizes -------------------------------------------------------------
+    @property
+    def margin(self) -> int:
+        """Pixels lost on each side of the input (92 for "valid", 0 for "same")."""
+        return 92 if self.padding == "valid" else 0
+
+    def output_size(self, input_size: int) -> int:
+        """Side of the output for a square input side (checks the size)."""
+        if self.padding == "valid":
+            return valid_output_size(input_size)
+        if input_size < 2 ** DEPTH:
+            raise ValueError(f"input size {input_size} is too small: four 2x2 poolings need at least 16 pixels")
+        return input_size
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        for side in x.shape[-2:]:
+            self.output_size(side)
+
+    def _skip(self, skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        """Copy and concatenate: crop the encoder map to the upsampled map ("valid", the paper), or
+        pad the upsampled map to the encoder map (odd sizes with "same")."""
+        if self.padding == "valid":
+            skip = center_crop(skip, up.shape[-2], up.shape[-1])
+        else:
+            up = match_size(up, skip)
+        return torch.cat([skip, up], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)                                 # (B, C, 572, 572) for the paper's tile
+        x1 = self.enc1(x)                                    # (B, 64, 568, 568)
+        x2 = self.enc2(self.pool(x1))                        # (B, 128, 280, 280)
+        x3 = self.enc3(self.pool(x2))                        # (B, 256, 136, 136)
+        x4 = self.enc4(self.pool(x3))                        # (B, 512, 64, 64)
+        x5 = self.bottleneck(self.pool(x4))                  # (B, 1024, 28, 28)
+        d4 = self.dec4(self._skip(x4, self.up4(x5)))         # (B, 512, 52, 52)
+        d3 = self.dec3(self._skip(x3, self.up3(d4)))         # (B, 256, 100, 100)
+        d2 = self.dec2(self._skip(x2, self.up2(d3)))         # (B, 128, 196, 196)
+        d1 = self.dec1(self._skip(x1, self.up1(d2)))         # (B, 64, 388, 388)
+        return self.head(d1)                                 # (B, num_classes, 388, 388) logits

@@ -1,0 +1,101 @@
+"""Headline numbers with their provenance, one JSON file per notebook and profile (DESIGN section 6.8).
+
+``save_results("03_unet_from_scratch", {...}, seed=0, wall_time_s=...)`` writes
+``results/03_unet_from_scratch.<profile>.json``; the book, the experiments chapter
+and anyone checking a claim read the same file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .config import Profile, profile as active_profile, repo_root, results_dir
+
+__all__ = ["provenance", "save_results", "load_results", "git_commit", "device_name"]
+
+
+def git_commit() -> str:
+    """The repository's commit (``+dirty`` if the tree has changes), or ``"unknown"`` outside git."""
+    try:
+        root = repo_root()
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        if not sha:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: torch.device | str | None = None) -> str:
+    """A human-readable device: the GPU's name, or the CPU with its thread count."""
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores)"
+
+
+def provenance(seed: int | None, wall_time_s: float | None, p: Profile | None = None,
+               device: torch.device | str | None = None) -> dict:
+    """Where a number came from: profile, device, seed, git commit, wall time, versions, date."""
+    p = p or active_profile()
+    return {"profile": p.name, "device": device_name(device), "seed": seed, "git_commit": git_commit(),
+            "wall_time_s": None if wall_time_s is None else round(float(wall_time_s), 1),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def save_results(notebook: str, numbers: dict, *, seed: int | None, wall_time_s: float | None,
+                 p: Profile | None = None, device: torch.device | str | None = None) -> Path:
+    """Write ``{"notebook", "numbers", "provenance"}`` to ``results/<notebook>.<profile>.json``.
+
+    Returns:
+        The path written.
+    """
+    p = p or active_profile()
+    out = results_dir() / f"{notebook}.{p.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"notebook": notebook, "numbers": numbers, "provenance": provenance(seed, wall_time_s, p, device)}
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=_jsonable) + "\n")
+    os.replace(tmp, out)
+    return out
+
+
+def load_results(notebook: str, profile_name: str | None = None) -> dict:
+    """Read a results file written by :func:`save_results`."""
+    name = profile_name or active_profile().name
+    path = results_dir() / f"{notebook}.{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no results at {path}: run notebooks/{notebook}.ipynb with UNET_BOOK_PROFILE={name}")
+    return json.loads(path.read_text())
+
+
+def _jsonable(x):
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if hasattr(x, "item"):
+        return x.item()
+    raise TypeError(f"cannot store {type(x).__name__} in a results file")
+
+
+class Timer:
+    """``with Timer() as t: ...; t.seconds`` — wall time of a block."""
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+        return False
