@@ -4,6 +4,13 @@ Geometric transforms move the image, the mask and any weight map together;
 photometric transforms touch the image only. Every transform takes a
 ``numpy.random.Generator`` so that runs are reproducible.
 
+Chapter 04 adds the U-Net paper's elastic deformation (:func:`elastic_deform`):
+random displacement vectors on a coarse 3x3 grid, drawn from a Gaussian with a
+10-pixel standard deviation, interpolated to a smooth per-pixel field with cubic
+splines, and one field applied to the image (cubic) and to its mask and weight
+map (nearest neighbour, so labels stay labels); and rotations by any angle
+(:func:`rotate`).
+
 Arrays: ``image`` is ``(H, W)`` or ``(H, W, C)`` (uint8 or float), ``mask`` and
 ``weight`` are ``(H, W)``.
 """
@@ -12,8 +19,10 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy import ndimage
 
-__all__ = ["flip_rotate", "photometric", "Compose", "FlipRotate", "Photometric"]
+__all__ = ["flip_rotate", "photometric", "Compose", "FlipRotate", "Photometric", "random_displacement_field",
+           "warp", "elastic_deform", "ElasticDeform", "rotate", "RandomRotate"]
 
 
 def flip_rotate(image: np.ndarray, *others: np.ndarray, rng: np.random.Generator | None = None
@@ -86,3 +95,176 @@ class Compose:
         for t in self.transforms:
             arrays = t(*arrays)
         return arrays
+
+
+# ---------------------------------------------------------------------------------------------
+# elastic deformation and rotations by any angle (chapter 04)
+# ---------------------------------------------------------------------------------------------
+def _cubic_upsampling_matrix(n: int, grid: int) -> np.ndarray:
+    """``(n, grid)`` matrix ``A`` with ``A @ v`` = the cubic-spline interpolation of the ``grid`` node
+    values ``v`` (nodes at pixels ``0, (n-1)/(grid-1), ..., n-1``) at every pixel ``0..n-1``."""
+    coords = np.linspace(0.0, grid - 1.0, n)[None]          # pixel -> position on the coarse grid
+    cols = [ndimage.map_coordinates(np.eye(grid)[i], coords, order=3, mode="mirror")
+            for i in range(grid)]
+    return np.stack(cols, axis=1)
+
+
+def random_displacement_field(shape: tuple[int, int], grid: int = 3, sigma: float = 10.0,
+                              rng: np.random.Generator | None = None) -> np.ndarray:
+    """A smooth random displacement field: the U-Net paper's elastic deformation.
+
+    Displacement vectors ``(dy, dx)`` are drawn from ``N(0, sigma^2)`` (independently per node and
+    component) on a ``grid x grid`` lattice of nodes spread evenly over the image, corners included,
+    and interpolated to every pixel with cubic splines. The field passes exactly through the drawn
+    vectors at the nodes; between nodes it is smooth (tensor-product cubic spline, computed as
+    ``A_y @ D @ A_x^T`` with two small interpolation matrices).
+
+    Args:
+        shape: ``(H, W)`` of the image.
+        grid: nodes per side (paper: 3); at least 2.
+        sigma: standard deviation of the node displacements in pixels (paper: 10).
+        rng: the random generator (seeded for reproducible fields).
+
+    Returns:
+        ``float64 (2, H, W)``: ``field[0]`` = ``dy``, ``field[1]`` = ``dx`` in pixels.
+    """
+    if len(shape) != 2 or min(shape) < 2:
+        raise ValueError(f"shape must be (H, W) with H, W >= 2, got {shape}")
+    if grid < 2:
+        raise ValueError(f"grid must be >= 2 nodes per side (the paper uses 3), got {grid}")
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0 pixels, got {sigma}")
+    rng = rng if rng is not None else np.random.default_rng()
+    h, w = int(shape[0]), int(shape[1])
+    nodes = rng.normal(0.0, sigma, size=(2, grid, grid))       # (2, grid, grid) displacements at the nodes
+    a_y, a_x = _cubic_upsampling_matrix(h, grid), _cubic_upsampling_matrix(w, grid)
+    return np.stack([a_y @ nodes[c] @ a_x.T for c in range(2)])  # (2, H, W)
+
+
+def warp(array: np.ndarray, field: np.ndarray, order: int = 3, mode: str = "reflect") -> np.ndarray:
+    """Resample ``array`` at ``(y + dy, x + dx)``: ``out[y, x] = array[y + dy[y, x], x + dx[y, x]]``.
+
+    Args:
+        array: ``(H, W)`` or ``(H, W, C)``; bool, integer or float.
+        field: ``(2, H, W)`` displacements from :func:`random_displacement_field`.
+        order: 3 = cubic (images), 1 = linear, 0 = nearest (masks, labels: values stay in the input's set).
+        mode: how to read outside the image; ``"reflect"`` mirrors it like the paper's overlap-tile input.
+
+    Returns:
+        An array of the input's shape and dtype. With ``order > 0`` the result is clipped to the input's
+        value range (cubic splines overshoot at sharp edges); uint8 results are rounded.
+    """
+    a = np.asarray(array)
+    if a.ndim not in (2, 3) or a.shape[:2] != field.shape[1:]:
+        raise ValueError(f"array {a.shape} and field {field.shape} do not match: expected (H, W) or (H, W, C) "
+                         f"with (H, W) = {field.shape[1:]}")
+    h, w = a.shape[:2]
+    yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    coords = np.stack([yy + field[0], xx + field[1]])
+    if a.dtype == bool:
+        return ndimage.map_coordinates(a.astype(np.uint8), coords, order=0, mode=mode).astype(bool)
+    if order == 0:
+        if a.ndim == 2:
+            return ndimage.map_coordinates(a, coords, order=0, mode=mode)
+        return np.stack([ndimage.map_coordinates(a[..., c], coords, order=0, mode=mode)
+                         for c in range(a.shape[2])], axis=-1)
+    x = a.astype(np.float64)
+    channels = [x] if a.ndim == 2 else [x[..., c] for c in range(a.shape[2])]
+    out = [ndimage.map_coordinates(c, coords, order=order, mode=mode) for c in channels]
+    res = out[0] if a.ndim == 2 else np.stack(out, axis=-1)
+    res = np.clip(res, x.min(), x.max()) if x.size else res
+    if np.issubdtype(a.dtype, np.integer):
+        return np.rint(res).astype(a.dtype)
+    return res.astype(a.dtype)
+
+
+def elastic_deform(image: np.ndarray, *others: np.ndarray, grid: int = 3, sigma: float = 10.0,
+                   rng: np.random.Generator | None = None, order: int = 3, others_order: int = 0,
+                   mode: str = "reflect") -> tuple[np.ndarray, ...]:
+    """The U-Net paper's elastic deformation, one random field for the image and its mask/weights.
+
+    "We generate smooth deformations using random displacement vectors on a coarse 3 by 3 grid.
+    The displacements are sampled from a Gaussian distribution with 10 pixels standard deviation.
+    Per-pixel displacements are then computed using bicubic interpolation." (Ronneberger et al. 2015)
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, C)``; resampled with ``order`` (cubic).
+        *others: masks, weight maps, instance labels ``(H, W)``: resampled with ``others_order``
+            (nearest: a binary mask stays binary, labels stay labels).
+        grid: nodes per side of the coarse grid (paper: 3).
+        sigma: standard deviation of the node displacements in pixels (paper: 10).
+        rng: random generator; the same seed gives the same field.
+        order, others_order: spline orders for the image and for the others.
+        mode: boundary handling (``"reflect"``: mirror the image at its borders).
+
+    Returns:
+        ``(image, *others)`` deformed, each with its input's shape and dtype.
+
+    Example:
+        >>> img, mask = elastic_deform(img, mask, rng=np.random.default_rng(0))
+    """
+    image = np.asarray(image)
+    for o in others:
+        if np.asarray(o).shape[:2] != image.shape[:2]:
+            raise ValueError(f"all arrays must share (H, W): image {image.shape[:2]}, got {np.asarray(o).shape}")
+    field = random_displacement_field(image.shape[:2], grid, sigma, rng)
+    return (warp(image, field, order, mode),) + tuple(warp(np.asarray(o), field, others_order, mode) for o in others)
+
+
+class ElasticDeform:
+    """Callable ``(image, mask, *others) -> (image, mask, *others)`` applying :func:`elastic_deform`.
+
+    Args:
+        grid, sigma: as in :func:`elastic_deform` (paper: 3 and 10 px).
+        seed: seed of the transform's own random generator.
+        p: probability of deforming a sample (otherwise it passes unchanged).
+        order, others_order: interpolation orders for the image and the other arrays.
+    """
+
+    def __init__(self, grid: int = 3, sigma: float = 10.0, seed: int | None = None, p: float = 1.0,
+                 order: int = 3, others_order: int = 0):
+        self.grid, self.sigma, self.p, self.order, self.others_order = grid, sigma, p, order, others_order
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, image: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+        if self.p < 1.0 and self.rng.random() >= self.p:
+            return (image,) + others
+        return elastic_deform(image, *others, grid=self.grid, sigma=self.sigma, rng=self.rng,
+                              order=self.order, others_order=self.others_order)
+
+    def __repr__(self) -> str:
+        return f"ElasticDeform(grid={self.grid}, sigma={self.sigma}, p={self.p})"
+
+
+def rotate(image: np.ndarray, *others: np.ndarray, angle: float, order: int = 3, others_order: int = 0,
+           mode: str = "reflect") -> tuple[np.ndarray, ...]:
+    """Rotate the image and its masks/weights by ``angle`` degrees (counter-clockwise) about the centre.
+
+    Corners that come from outside the image are filled by mirroring (``mode="reflect"``).
+    Multiples of 90 degrees are exact with :func:`flip_rotate`; use this for the angles in between.
+
+    Returns:
+        ``(image, *others)`` rotated, with their shapes and dtypes.
+    """
+    image = np.asarray(image)
+    h, w = image.shape[:2]
+    t = np.deg2rad(angle)
+    yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    # output pixel (y, x) reads the input at the position rotated back by -angle (y points down)
+    src_y = cy + (yy - cy) * np.cos(t) + (xx - cx) * np.sin(t)
+    src_x = cx - (yy - cy) * np.sin(t) + (xx - cx) * np.cos(t)
+    field = np.stack([src_y - yy, src_x - xx])
+    return (warp(image, field, order, mode),) + tuple(warp(np.asarray(o), field, others_order, mode) for o in others)
+
+
+class RandomRotate:
+    """Callable transform: rotate by an angle drawn from ``U(-max_angle, max_angle)`` degrees."""
+
+    def __init__(self, max_angle: float = 180.0, seed: int | None = None, order: int = 3, others_order: int = 0):
+        self.max_angle, self.order, self.others_order = max_angle, order, others_order
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, image: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+        angle = float(self.rng.uniform(-self.max_angle, self.max_angle))
+        return rotate(image, *others, angle=angle, order=self.order, others_order=self.others_order)

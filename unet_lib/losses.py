@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["bce_loss", "soft_dice_loss", "bce_dice_loss", "weighted_cross_entropy", "deep_supervision_loss", "Loss"]
+__all__ = ["bce_loss", "soft_dice_loss", "bce_dice_loss", "weighted_cross_entropy", "deep_supervision_loss", "Loss",
+           "focal_loss", "ssim", "ms_ssim", "ms_ssim_scales", "MS_SSIM_WEIGHTS", "ms_ssim_loss", "iou_loss", "hybrid_loss"]
 
 
 def _binary_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -127,3 +128,196 @@ class Loss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.fn.__name__}, {self.kwargs}" if self.kwargs else self.fn.__name__
+
+
+# --------------------------------------------------------------------------------------
+# Chapter 06: the hybrid loss of UNet 3+ (focal + MS-SSIM + IoU)
+# --------------------------------------------------------------------------------------
+#: weights of the five scales of MS-SSIM, finest first (Wang, Simoncelli & Bovik 2003)
+MS_SSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+#: MS-SSIM terms are clamped to [_SSIM_EPS, 1] before the fractional powers: a negative contrast-structure
+#: term (anti-correlated windows) would give ``nan`` and a zero one an infinite gradient.
+_SSIM_EPS = 1e-6
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0, alpha: float | None = 0.25
+               ) -> torch.Tensor:
+    """Binary focal loss (Lin et al. 2017), mean over pixels: the pixel-level term of the UNet 3+ hybrid loss.
+
+    ``FL = -alpha_t (1 - p_t)^gamma log(p_t)`` with ``p_t`` the probability given to the true class
+    (``p`` on foreground pixels, ``1 - p`` on background) and ``alpha_t = alpha`` on foreground,
+    ``1 - alpha`` on background. ``(1 - p_t)^gamma`` shrinks the loss of pixels that are already right,
+    so training concentrates on the hard ones. ``gamma=0, alpha=None`` is exactly :func:`bce_loss`.
+    ``log p_t`` is computed from the logits (stable for any logit).
+
+    Args:
+        logits: ``(B, 1, H, W)``.
+        target: ``(B, 1, H, W)`` or ``(B, H, W)`` in {0, 1}.
+        gamma: focusing parameter (``gamma >= 1`` keeps the gradient finite at ``p_t = 1``); 2 in the paper.
+        alpha: foreground weight, or ``None`` for no class weighting; 0.25 in the paper.
+
+    Returns:
+        Scalar loss; 0 is its infimum (approached as the logits of a right prediction grow).
+    """
+    target = _binary_target(logits, target)
+    nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # -log p_t
+    p_t = torch.exp(-nll)
+    loss = (1 - p_t).clamp_min(0) ** gamma * nll
+    if alpha is not None:
+        loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
+    return loss.mean()
+
+
+def _gaussian_window(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
+    coords = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
+    g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def _ssim_and_cs(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image mean SSIM and mean contrast-structure term over the valid windows."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    channels = x.shape[1]
+    maps = torch.cat([x, y, x * x, y * y, x * y], dim=1)                   # (B, 5C, H, W)
+    k = window.numel()
+    groups = 5 * channels
+    maps = F.conv2d(maps, window.view(1, 1, 1, k).expand(groups, 1, 1, k), groups=groups)   # rows
+    maps = F.conv2d(maps, window.view(1, 1, k, 1).expand(groups, 1, k, 1), groups=groups)   # columns
+    mu_x, mu_y, xx, yy, xy = maps.split(channels, dim=1)
+    var_x = (xx - mu_x ** 2).clamp_min(0)
+    var_y = (yy - mu_y ** 2).clamp_min(0)
+    cov = xy - mu_x * mu_y
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1)
+    cs = (2 * cov + c2) / (var_x + var_y + c2)
+    return (luminance * cs).mean(dim=(1, 2, 3)), cs.mean(dim=(1, 2, 3))
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 1.0, window_size: int = 11,
+         sigma: float = 1.5) -> torch.Tensor:
+    """Structural similarity (Wang et al. 2004) with an 11x11 Gaussian window (sigma 1.5), per image.
+
+    ``SSIM = l * cs`` averaged over every position where the window fits (no padding), with
+    luminance ``l = (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)`` and contrast-structure
+    ``cs = (2 sigma_xy + C2) / (sigma_x^2 + sigma_y^2 + C2)``, ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2``.
+    The same numbers as ``skimage.metrics.structural_similarity(..., gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False, data_range=L)``.
+
+    Shape: ``x``, ``y`` ``(B, C, H, W)`` with ``H, W >= window_size`` -> ``(B,)``.
+    """
+    if x.shape != y.shape or x.ndim != 4:
+        raise ValueError(f"ssim needs two (B, C, H, W) tensors of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if min(x.shape[-2:]) < window_size:
+        raise ValueError(f"image {tuple(x.shape[-2:])} is smaller than the {window_size}x{window_size} window: "
+                         f"pass a smaller odd window_size")
+    return _ssim_and_cs(x, y.to(x.dtype), _gaussian_window(window_size, sigma, x), data_range)[0]
+
+
+def ms_ssim_scales(height: int, width: int, window_size: int = 11, max_scales: int = len(MS_SSIM_WEIGHTS)) -> int:
+    """How many MS-SSIM scales fit: scale ``j`` (0-based) has side ``min(H, W) // 2**j`` and must hold one window.
+
+    The standard five scales with an 11x11 window need sides of at least 176 (176 / 16 = 11);
+    the book's ``cpu`` profile (96 px) gets 4 scales and the ``smoke`` profile (32 px) 2.
+    Returns 0 when even the full-resolution image is smaller than the window.
+    """
+    side, scales = min(height, width), 0
+    while scales < max_scales and side >= window_size:
+        scales, side = scales + 1, side // 2
+    return scales
+
+
+def ms_ssim(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 1.0, window_size: int = 11, sigma: float = 1.5,
+            weights: Sequence[float] = MS_SSIM_WEIGHTS) -> torch.Tensor:
+    """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003), per image, numerically safe.
+
+    ``MS-SSIM = l_M^{w_M} * prod_{j=1..M} cs_j^{w_j}``: the contrast-structure term at every scale
+    (the image halved by 2x2 averaging between scales) and the luminance at the coarsest one
+    (so the last factor is ``SSIM_M^{w_M}``), with the standard weights :data:`MS_SSIM_WEIGHTS`.
+
+    Small images (documented adaptation, not in the paper): only the scales whose side still holds
+    one whole window are used (:func:`ms_ssim_scales`: 4 at 96 px, 2 at 32 px), and their weights are
+    renormalised to sum to 1, so identical images still give 1 and the value stays in [0, 1]. An image
+    smaller than the window uses one scale with the window shrunk to the largest odd size that fits.
+
+    Safety: every factor is clamped to ``[1e-6, 1]`` before its fractional power (anti-correlated
+    windows give a negative ``cs``, whose power would be ``nan``; a zero would give an infinite
+    gradient), so the value and its gradient are finite for any inputs in ``[0, data_range]``,
+    constant and all-zero images included.
+
+    Args:
+        x, y: ``(B, C, H, W)`` images in ``[0, data_range]`` (probabilities and masks: ``data_range=1``).
+        data_range: ``L`` in the constants ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2``.
+        window_size: side of the Gaussian window (11).
+        sigma: its standard deviation (1.5).
+        weights: per-scale exponents, finest first.
+
+    Returns:
+        ``(B,)`` MS-SSIM in ``[0, 1]``; 1 for identical images.
+    """
+    if x.shape != y.shape or x.ndim != 4:
+        raise ValueError(f"ms_ssim needs two (B, C, H, W) tensors of the same shape, got {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}")
+    y = y.to(x.dtype)
+    scales = ms_ssim_scales(x.shape[-2], x.shape[-1], window_size, len(weights))
+    if scales == 0:  # tiny image: one scale, the window shrunk to fit
+        side = min(x.shape[-2:])
+        window_size, scales = side if side % 2 else side - 1, 1
+    w = torch.tensor(list(weights)[:scales], dtype=x.dtype, device=x.device)
+    w = w / w.sum()
+    window = _gaussian_window(window_size, sigma, x)
+    factors = []
+    for j in range(scales):
+        if j > 0:
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        ssim_j, cs_j = _ssim_and_cs(x, y, window, data_range)
+        factors.append(ssim_j if j == scales - 1 else cs_j)
+    values = torch.stack(factors, dim=1).clamp(_SSIM_EPS, 1.0)              # (B, scales)
+    return (values ** w).prod(dim=1)
+
+
+def ms_ssim_loss(logits: torch.Tensor, target: torch.Tensor, **kwargs) -> torch.Tensor:
+    """``1 - MS-SSIM(sigmoid(logits), target)``, averaged over the batch: the region/boundary term of the hybrid loss.
+
+    MS-SSIM compares local means, contrasts and correlations in windows at several scales, so
+    it weighs the pixels near the polyp's boundary (where the mask varies) much more than the
+    flat inside or outside. Keyword arguments go to :func:`ms_ssim` (see its small-image rule).
+
+    Shape: logits ``(B, 1, H, W)``, target ``(B, 1, H, W)`` or ``(B, H, W)``. Returns a scalar in [0, 1].
+    """
+    target = _binary_target(logits, target)
+    return 1 - ms_ssim(torch.sigmoid(logits), target, data_range=1.0, **kwargs).mean()
+
+
+def iou_loss(logits: torch.Tensor, target: torch.Tensor, *, smooth: float = 1.0) -> torch.Tensor:
+    """Soft Jaccard loss (Rahman & Wang 2016), per image, averaged: the map-level term of the hybrid loss.
+
+    ``1 - (sum(p t) + smooth) / (sum(p + t - p t) + smooth)`` with ``p = sigmoid(logits)``. With
+    binary ``p`` it is exactly 1 - IoU; ``smooth`` makes an empty target predicted empty score 0.
+
+    Shape: logits ``(B, 1, H, W)``, target ``(B, 1, H, W)`` or ``(B, H, W)``. Returns a scalar in [0, 1].
+    """
+    target = _binary_target(logits, target)
+    probs = torch.sigmoid(logits)
+    inter = (probs * target).sum((2, 3))
+    union = (probs + target - probs * target).sum((2, 3))
+    return (1 - (inter + smooth) / (union + smooth)).mean()
+
+
+def hybrid_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0, alpha: float | None = 0.25,
+                smooth: float = 1.0) -> torch.Tensor:
+    """The UNet 3+ hybrid loss (Huang et al. 2020, eq. 4): focal + MS-SSIM + IoU.
+
+    Three levels of the same mask: the focal loss works on each pixel, MS-SSIM on local
+    patches (boundaries), the IoU loss on the whole map. All three are 0 for a perfect,
+    confident prediction.
+
+    Args:
+        logits, target: as in :func:`focal_loss`.
+        gamma, alpha: of :func:`focal_loss`.
+        smooth: of :func:`iou_loss`.
+
+    Returns:
+        Scalar ``focal_loss + ms_ssim_loss + iou_loss``.
+    """
+    return (focal_loss(logits, target, gamma=gamma, alpha=alpha) + ms_ssim_loss(logits, target)
+            + iou_loss(logits, target, smooth=smooth))

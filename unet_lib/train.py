@@ -225,7 +225,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
-        running, seen = 0.0, 0
+        running, seen, last_lr = 0.0, 0, optimizer.param_groups[0]["lr"]
         for batch in train_loader:
             images, target, *extra = [b.to(device, non_blocking=True) if torch.is_tensor(b) else b for b in batch]
             optimizer.zero_grad(set_to_none=True)
@@ -239,6 +239,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            last_lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             scheduler.step()
             running += loss.item() * len(images)
             seen += len(images)
@@ -248,7 +249,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
         history.epoch.append(epoch)
         history.train_loss.append(running / max(seen, 1))
         history.val_dice.append(val_dice)
-        history.lr.append(optimizer.param_groups[0]["lr"])
+        history.lr.append(last_lr)
         history.seconds.append(time.perf_counter() - t0)
         improved = not math.isnan(val_dice) and (math.isnan(history.best_val_dice) or val_dice > history.best_val_dice)
         if improved:

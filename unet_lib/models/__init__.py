@@ -1,7 +1,10 @@
 """The architectures of the book, one per file; shared pieces live in :mod:`unet_lib.models.blocks`."""
+from .fcn import FCN
 from .unet import UNet
+from .unet_plusplus import UNetPlusPlus
+from .unet3plus import UNet3Plus
 
-__all__ = ["UNet", "count_parameters", "count_conv_layers"]
+__all__ = ["FCN", "UNet", "UNetPlusPlus", "UNet3Plus", "count_parameters", "count_conv_layers"]
 
 
 def count_parameters(model, trainable_only: bool = True) -> int:

@@ -110,10 +110,9 @@ def match_size(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     With "same" padding an odd size (e.g. 25) pools to 12 and upsamples to 24; one
     row of zeros restores 25 so that skip connections line up for any input size.
     """
-    dh = reference.shape[-2] - x.shape[-2]
-    dw = reference.shape[-1] - x.shape[-1]
-    if dh == 0 and dw == 0:
+    height, width = reference.shape[-2:]
+    if x.shape[-2:] == (height, width):
         return x
-    if dh < 0 or dw < 0:
-        return center_crop(x, reference.shape[-2], reference.shape[-1])
+    x = center_crop(x, min(height, x.shape[-2]), min(width, x.shape[-1]))  # crop sides that are too large
+    dh, dw = height - x.shape[-2], width - x.shape[-1]                     # pad sides that are too small
     return F.pad(x, [dw // 2, dw - dw // 2, dh // 2, dh - dh // 2])

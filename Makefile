@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine (each creates or reuses .venv by itself):
+#   make book   -> executes every notebook and builds the HTML book under _build/html
+#   make test   -> unit tests, then every notebook under nbval in the smoke profile
+# Data: $UNET_BOOK_DATA if set; else ../shared/data when it exists (the course's shared copy);
+# else ./data, downloaded from the datasets' official homes on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+export UNET_BOOK_DATA ?= $(if $(wildcard ../shared/data/kvasir-seg),$(abspath ../shared/data),$(CURDIR)/data)
+
+.PHONY: book test unit notebooks data venv clean
+
+venv: $(VENV)/.installed
+
+# CPU torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+data: venv
+	$(BIN)/python data_scripts/download.py all
+
+book: data
+	$(BIN)/jupyter-book build .
+	@test -f _build/html/index.html && echo "book: open _build/html/index.html"
+
+unit: venv
+	$(BIN)/python -m pytest tests
+
+notebooks: data
+	UNET_BOOK_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax notebooks/
+
+test: unit notebooks
+
+clean:
+	rm -rf _build .pytest_cache results

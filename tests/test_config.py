@@ -1,0 +1,113 @@
+"""Tests for unet_lib.config: profiles, environment overrides, paths and devices."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from unet_lib import config
+from unet_lib.config import PROFILES, data_dir, profile, repo_root, results_dir
+from unet_lib.models.unet import valid_input_size, valid_output_size
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+    for var in ("UNET_BOOK_PROFILE", "UNET_BOOK_DATA", "UNET_BOOK_RESULTS", "UNET_BOOK_DEVICE"):
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("cuda, expected", [(True, "full"), (False, "cpu")])
+def test_default_profile_follows_the_hardware(no_env, cuda, expected):
+    no_env.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert profile().name == expected
+
+
+@pytest.mark.parametrize("value", ["smoke", "SMOKE", " smoke "])
+def test_env_override(no_env, value):
+    no_env.setattr(torch.cuda, "is_available", lambda: True)
+    no_env.setenv("UNET_BOOK_PROFILE", value)
+    assert profile() is PROFILES["smoke"]
+
+
+def test_explicit_name_beats_env(no_env):
+    no_env.setenv("UNET_BOOK_PROFILE", "smoke")
+    assert profile("full").name == "full"
+
+
+def test_unknown_profile_lists_valid_names(no_env):
+    with pytest.raises(ValueError, match=r"\['cpu', 'full', 'smoke'\]"):
+        profile("gpu")
+    no_env.setenv("UNET_BOOK_PROFILE", "tiny")
+    with pytest.raises(ValueError, match="tiny"):
+        profile()
+
+
+def test_profiles_have_their_names_and_the_documented_values():
+    for name, p in PROFILES.items():
+        assert p.name == name
+    s, c, f = PROFILES["smoke"], PROFILES["cpu"], PROFILES["full"]
+    assert (s.image_size, c.image_size, f.image_size) == (32, 96, 256)
+    assert (s.features, c.features, f.features) == (4, 16, 64)
+    assert (s.max_epochs, c.max_epochs, f.max_epochs) == (1, 12, 60)
+    assert s.train_limit == 8 and s.val_limit == 4 and c.train_limit is None and f.val_limit is None
+
+
+@pytest.mark.parametrize("field", ["image_size", "features", "max_epochs", "em_tile", "em_features", "em_steps"])
+def test_smoke_smaller_than_cpu_smaller_than_full(field):
+    s, c, f = (getattr(PROFILES[n], field) for n in ("smoke", "cpu", "full"))
+    assert s < c < f
+
+
+def test_image_sizes_fit_the_padded_unet():
+    for p in PROFILES.values():
+        assert p.image_size >= 16 and p.image_size % 16 == 0, p.name
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_em_tile_is_a_valid_output_size(name):
+    tile = PROFILES[name].em_tile
+    assert (tile - 4) % 16 == 0
+    assert valid_output_size(valid_input_size(tile)) == tile
+
+
+def test_profile_is_frozen_and_replace_copies():
+    p = PROFILES["cpu"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.max_epochs = 3
+    q = config.replace(p, max_epochs=3)
+    assert q.max_epochs == 3 and p.max_epochs == 12 and q.image_size == p.image_size
+
+
+def test_data_and_results_dirs_honour_env(no_env, tmp_path):
+    no_env.setenv("UNET_BOOK_DATA", str(tmp_path / "d"))
+    no_env.setenv("UNET_BOOK_RESULTS", str(tmp_path / "r"))
+    assert data_dir() == (tmp_path / "d").resolve()
+    assert results_dir() == (tmp_path / "r").resolve()
+
+
+def test_default_dirs_in_a_checkout(no_env):
+    root = repo_root()
+    assert (root / "unet_lib" / "config.py").exists()
+    if (root / "_config.yml").exists():
+        assert data_dir() == (root / "data").resolve()
+        assert results_dir() == (root / "results").resolve()
+
+
+def test_default_dirs_follow_the_working_folder_outside_a_checkout(no_env, tmp_path):
+    no_env.setattr(config, "repo_root", lambda: tmp_path / "site-packages")
+    no_env.chdir(tmp_path)
+    assert data_dir() == (tmp_path / "data").resolve()
+    assert results_dir() == (tmp_path / "results").resolve()
+
+
+def test_device(no_env):
+    no_env.setenv("UNET_BOOK_DEVICE", "cpu")
+    assert config.device() == torch.device("cpu")
+    no_env.delenv("UNET_BOOK_DEVICE")
+    no_env.setattr(torch.cuda, "is_available", lambda: True)
+    assert config.device().type == "cuda"
+    no_env.setattr(torch.cuda, "is_available", lambda: False)
+    assert config.device().type in ("cpu", "mps")
+
