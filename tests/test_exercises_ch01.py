@@ -1,5 +1,6 @@
 """The chapter 01 checkers accept the reference answers and reject typical mistakes."""
 import numpy as np
+import pytest
 from skimage import filters
 
 from unet_lib import classical, metrics
@@ -26,6 +27,7 @@ def test_dice_iou_checker_accepts_reference_and_library():
     assert ch01.check_dice_iou(lambda p, t: metrics.dice(p, t), lambda p, t: metrics.iou(p, t))
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_dice_iou_checker_rejects_mistakes():
     no_empty_rule = lambda p, t: 2 * (p & t).sum() / (p.sum() + t.sum())  # noqa: E731  0/0 -> nan
     swapped = ch01.check_dice_iou(_iou, _dice)

@@ -174,9 +174,10 @@ def test_output_is_aligned_with_the_input(variant):
     model = FCN(3, 1, variant, features=2, dropout=0.0).eval()
     _symmetrise(model)
     x = torch.randn(1, 3, 64, 96)
-    out, out_flipped = model(x), model(x.flip(-1))
+    with torch.no_grad():
+        out, out_flipped = model(x), model(x.flip(-1))
     assert out.abs().mean() > 1e-3
-    assert torch.allclose(out_flipped, out.flip(-1), atol=1e-4 * float(out.abs().max()))
+    assert torch.allclose(out_flipped, out.flip(-1), atol=1e-4 * out.abs().max().item())
 
 
 def test_alignment_check_detects_a_wrong_offset():
@@ -184,7 +185,8 @@ def test_alignment_check_detects_a_wrong_offset():
     _symmetrise(model)
     model.upscore.offset = 0   # crop at the top-left corner instead of the overhang
     x = torch.randn(1, 3, 64, 96)
-    assert not torch.allclose(model(x.flip(-1)), model(x).flip(-1), atol=1e-3)
+    with torch.no_grad():
+        assert not torch.allclose(model(x.flip(-1)), model(x).flip(-1), atol=1e-3)
 
 
 # -- receptive field ----------------------------------------------------------------------------

@@ -110,7 +110,8 @@ def _cubic_upsampling_matrix(n: int, grid: int) -> np.ndarray:
 
 
 def random_displacement_field(shape: tuple[int, int], grid: int = 3, sigma: float = 10.0,
-                              rng: np.random.Generator | None = None) -> np.ndarray:
+                              rng: np.random.Generator | None = None,
+                              window: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """A smooth random displacement field: the U-Net paper's elastic deformation.
 
     Displacement vectors ``(dy, dx)`` are drawn from ``N(0, sigma^2)`` (independently per node and
@@ -124,9 +125,12 @@ def random_displacement_field(shape: tuple[int, int], grid: int = 3, sigma: floa
         grid: nodes per side (paper: 3); at least 2.
         sigma: standard deviation of the node displacements in pixels (paper: 10).
         rng: the random generator (seeded for reproducible fields).
+        window: ``(top, left, height, width)``: return only this part of the image's field (the
+            nodes still span the whole ``shape``), e.g. for a training crop of a deformed image.
 
     Returns:
-        ``float64 (2, H, W)``: ``field[0]`` = ``dy``, ``field[1]`` = ``dx`` in pixels.
+        ``float64 (2, H, W)``: ``field[0]`` = ``dy``, ``field[1]`` = ``dx`` in pixels
+        (``(2, height, width)`` with a window).
     """
     if len(shape) != 2 or min(shape) < 2:
         raise ValueError(f"shape must be (H, W) with H, W >= 2, got {shape}")
@@ -138,28 +142,41 @@ def random_displacement_field(shape: tuple[int, int], grid: int = 3, sigma: floa
     h, w = int(shape[0]), int(shape[1])
     nodes = rng.normal(0.0, sigma, size=(2, grid, grid))       # (2, grid, grid) displacements at the nodes
     a_y, a_x = _cubic_upsampling_matrix(h, grid), _cubic_upsampling_matrix(w, grid)
+    if window is not None:
+        top, left, wh, ww = (int(v) for v in window)
+        if top < 0 or left < 0 or wh < 1 or ww < 1 or top + wh > h or left + ww > w:
+            raise ValueError(f"window {window} (top, left, height, width) does not fit in an image of shape {shape}")
+        a_y, a_x = a_y[top:top + wh], a_x[left:left + ww]
     return np.stack([a_y @ nodes[c] @ a_x.T for c in range(2)])  # (2, H, W)
 
 
-def warp(array: np.ndarray, field: np.ndarray, order: int = 3, mode: str = "reflect") -> np.ndarray:
+def warp(array: np.ndarray, field: np.ndarray, order: int = 3, mode: str = "reflect",
+         offset: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Resample ``array`` at ``(y + dy, x + dx)``: ``out[y, x] = array[y + dy[y, x], x + dx[y, x]]``.
 
     Args:
         array: ``(H, W)`` or ``(H, W, C)``; bool, integer or float.
-        field: ``(2, H, W)`` displacements from :func:`random_displacement_field`.
+        field: ``(2, h, w)`` displacements from :func:`random_displacement_field`; ``(h, w) = (H, W)``
+            unless ``offset`` places a smaller output window inside the array.
+        offset: ``(top, left)`` of the output window: ``out[y, x]`` reads ``array[top + y + dy, left + x + dx]``.
         order: 3 = cubic (images), 1 = linear, 0 = nearest (masks, labels: values stay in the input's set).
         mode: how to read outside the image; ``"reflect"`` mirrors it like the paper's overlap-tile input.
 
     Returns:
-        An array of the input's shape and dtype. With ``order > 0`` the result is clipped to the input's
-        value range (cubic splines overshoot at sharp edges); uint8 results are rounded.
+        An array of the field's ``(h, w)`` (plus the channels) and the input's dtype. With ``order > 0``
+        the result is clipped to the input's value range (cubic splines overshoot at sharp edges);
+        integer results are rounded.
     """
     a = np.asarray(array)
-    if a.ndim not in (2, 3) or a.shape[:2] != field.shape[1:]:
-        raise ValueError(f"array {a.shape} and field {field.shape} do not match: expected (H, W) or (H, W, C) "
-                         f"with (H, W) = {field.shape[1:]}")
-    h, w = a.shape[:2]
-    yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    top, left = (int(v) for v in offset)
+    if a.ndim not in (2, 3) or field.ndim != 3 or field.shape[0] != 2:
+        raise ValueError(f"expected an array (H, W) or (H, W, C) and a field (2, h, w), got {a.shape} and {field.shape}")
+    if (top, left) == (0, 0) and a.shape[:2] != field.shape[1:]:
+        raise ValueError(f"array {a.shape} and field {field.shape} do not match: the field must be (2, H, W) "
+                         f"with (H, W) = {a.shape[:2]} (or pass offset=(top, left) for a window)")
+    h, w = field.shape[1:]
+    yy, xx = np.meshgrid(np.arange(top, top + h, dtype=np.float64), np.arange(left, left + w, dtype=np.float64),
+                         indexing="ij")
     coords = np.stack([yy + field[0], xx + field[1]])
     if a.dtype == bool:
         return ndimage.map_coordinates(a.astype(np.uint8), coords, order=0, mode=mode).astype(bool)
@@ -180,7 +197,7 @@ def warp(array: np.ndarray, field: np.ndarray, order: int = 3, mode: str = "refl
 
 def elastic_deform(image: np.ndarray, *others: np.ndarray, grid: int = 3, sigma: float = 10.0,
                    rng: np.random.Generator | None = None, order: int = 3, others_order: int = 0,
-                   mode: str = "reflect") -> tuple[np.ndarray, ...]:
+                   mode: str = "reflect", window: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, ...]:
     """The U-Net paper's elastic deformation, one random field for the image and its mask/weights.
 
     "We generate smooth deformations using random displacement vectors on a coarse 3 by 3 grid.
@@ -196,9 +213,12 @@ def elastic_deform(image: np.ndarray, *others: np.ndarray, grid: int = 3, sigma:
         rng: random generator; the same seed gives the same field.
         order, others_order: spline orders for the image and for the others.
         mode: boundary handling (``"reflect"``: mirror the image at its borders).
+        window: ``(top, left, height, width)``: deform the whole image (nodes spread over all of it)
+            but compute and return only this window; the same as deforming, then cropping, at the
+            cost of the window alone (a training crop of a deformed slice).
 
     Returns:
-        ``(image, *others)`` deformed, each with its input's shape and dtype.
+        ``(image, *others)`` deformed, each with its input's dtype and shape (the window's with ``window``).
 
     Example:
         >>> img, mask = elastic_deform(img, mask, rng=np.random.default_rng(0))
@@ -207,8 +227,10 @@ def elastic_deform(image: np.ndarray, *others: np.ndarray, grid: int = 3, sigma:
     for o in others:
         if np.asarray(o).shape[:2] != image.shape[:2]:
             raise ValueError(f"all arrays must share (H, W): image {image.shape[:2]}, got {np.asarray(o).shape}")
-    field = random_displacement_field(image.shape[:2], grid, sigma, rng)
-    return (warp(image, field, order, mode),) + tuple(warp(np.asarray(o), field, others_order, mode) for o in others)
+    field = random_displacement_field(image.shape[:2], grid, sigma, rng, window)
+    offset = (0, 0) if window is None else (int(window[0]), int(window[1]))
+    return (warp(image, field, order, mode, offset),) + tuple(warp(np.asarray(o), field, others_order, mode, offset)
+                                                              for o in others)
 
 
 class ElasticDeform:

@@ -159,6 +159,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0
     Returns:
         Scalar loss; 0 is its infimum (approached as the logits of a right prediction grow).
     """
+    logits = _full_precision(logits)
     target = _binary_target(logits, target)
     nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # -log p_t
     p_t = torch.exp(-nll)
@@ -166,6 +167,22 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0
     if alpha is not None:
         loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
     return loss.mean()
+
+
+def _full_precision(x: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 (mixed precision) -> float32: sums over a 256x256 map overflow float16, and SSIM's
+    variances (E[x^2] - E[x]^2) lose every digit in it."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _no_autocast(device_type: str):
+    """A context that turns mixed precision off (convolutions would otherwise run in float16)."""
+    import contextlib
+
+    try:
+        return torch.autocast(device_type=device_type, enabled=False)
+    except RuntimeError:  # a device type without autocast support
+        return contextlib.nullcontext()
 
 
 def _gaussian_window(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
@@ -235,9 +252,10 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 1.0, window
     (so the last factor is ``SSIM_M^{w_M}``), with the standard weights :data:`MS_SSIM_WEIGHTS`.
 
     Small images (documented adaptation, not in the paper): only the scales whose side still holds
-    one whole window are used (:func:`ms_ssim_scales`: 4 at 96 px, 2 at 32 px), and their weights are
-    renormalised to sum to 1, so identical images still give 1 and the value stays in [0, 1]. An image
-    smaller than the window uses one scale with the window shrunk to the largest odd size that fits.
+    one whole window are used (:func:`ms_ssim_scales`: 4 at 96 px, 2 at 32 px, all 5 from 176 px), and
+    their weights are renormalised to sum to 1 (the five standard weights are used as published; they
+    sum to 1.0001). An image smaller than the window uses one scale with the window shrunk to the
+    largest odd size that fits.
 
     Safety: every factor is clamped to ``[1e-6, 1]`` before its fractional power (anti-correlated
     windows give a negative ``cs``, whose power would be ``nan``; a zero would give an infinite
@@ -257,22 +275,25 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 1.0, window
     if x.shape != y.shape or x.ndim != 4:
         raise ValueError(f"ms_ssim needs two (B, C, H, W) tensors of the same shape, got {tuple(x.shape)} "
                          f"and {tuple(y.shape)}")
+    x = _full_precision(x)
     y = y.to(x.dtype)
     scales = ms_ssim_scales(x.shape[-2], x.shape[-1], window_size, len(weights))
     if scales == 0:  # tiny image: one scale, the window shrunk to fit
         side = min(x.shape[-2:])
         window_size, scales = side if side % 2 else side - 1, 1
     w = torch.tensor(list(weights)[:scales], dtype=x.dtype, device=x.device)
-    w = w / w.sum()
+    if scales < len(weights):  # fewer scales than weights: renormalise the ones used to sum to 1
+        w = w / w.sum()
     window = _gaussian_window(window_size, sigma, x)
     factors = []
-    for j in range(scales):
-        if j > 0:
-            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-        ssim_j, cs_j = _ssim_and_cs(x, y, window, data_range)
-        factors.append(ssim_j if j == scales - 1 else cs_j)
-    values = torch.stack(factors, dim=1).clamp(_SSIM_EPS, 1.0)              # (B, scales)
-    return (values ** w).prod(dim=1)
+    with _no_autocast(x.device.type):
+        for j in range(scales):
+            if j > 0:
+                x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+            ssim_j, cs_j = _ssim_and_cs(x, y, window, data_range)
+            factors.append(ssim_j if j == scales - 1 else cs_j)
+        values = torch.stack(factors, dim=1).clamp(_SSIM_EPS, 1.0)          # (B, scales)
+        return (values ** w).prod(dim=1)
 
 
 def ms_ssim_loss(logits: torch.Tensor, target: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -284,6 +305,7 @@ def ms_ssim_loss(logits: torch.Tensor, target: torch.Tensor, **kwargs) -> torch.
 
     Shape: logits ``(B, 1, H, W)``, target ``(B, 1, H, W)`` or ``(B, H, W)``. Returns a scalar in [0, 1].
     """
+    logits = _full_precision(logits)
     target = _binary_target(logits, target)
     return 1 - ms_ssim(torch.sigmoid(logits), target, data_range=1.0, **kwargs).mean()
 
@@ -296,6 +318,7 @@ def iou_loss(logits: torch.Tensor, target: torch.Tensor, *, smooth: float = 1.0)
 
     Shape: logits ``(B, 1, H, W)``, target ``(B, 1, H, W)`` or ``(B, H, W)``. Returns a scalar in [0, 1].
     """
+    logits = _full_precision(logits)
     target = _binary_target(logits, target)
     probs = torch.sigmoid(logits)
     inter = (probs * target).sum((2, 3))
