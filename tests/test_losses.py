@@ -230,3 +230,13 @@ def test_loss_wrapper():
     assert "bce_loss" in repr(Loss(bce_loss))
     w = torch.rand(2, 5, 6, dtype=torch.float64)
     assert torch.allclose(Loss(weighted_cross_entropy)(logits, target, w), weighted_cross_entropy(logits, target, w))
+
+
+def test_soft_dice_loss_is_computed_in_float32_for_half_precision_logits():
+    from unet_lib.losses import soft_dice_loss
+
+    logits = torch.full((1, 1, 300, 300), 5.0, dtype=torch.float16)   # 90,000 pixels: a float16 sum overflows
+    target = torch.ones(1, 1, 300, 300, dtype=torch.float16)
+    loss = soft_dice_loss(logits, target)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert loss.item() == pytest.approx(1 - torch.sigmoid(torch.tensor(5.0)).item() * 2 / (1 + torch.sigmoid(torch.tensor(5.0)).item()), abs=1e-3)

@@ -285,3 +285,28 @@ def test_double_conv():
 @pytest.mark.parametrize("up", ["transpose", "bilinear"])
 def test_upconv_doubles_size(up):
     assert UpConv(8, 4, up)(torch.zeros(2, 8, 5, 7)).shape == (2, 4, 10, 14)
+
+
+def test_paper_init_has_the_papers_standard_deviation():
+    from unet_lib.models.blocks import paper_init_
+
+    torch.manual_seed(0)
+    model = paper_init_(UNet(1, 2, features=64, padding="valid", norm=None))
+    conv = model.enc2[0][0]                      # 3x3 conv reading 64 channels: N = 9 * 64 = 576
+    assert conv.weight.std().item() == pytest.approx((2 / 576) ** 0.5, rel=0.01)
+    assert torch.count_nonzero(conv.bias) == 0
+    up = model.up1.up                            # 2x2 up-conv reading 128 channels: N = 128
+    assert up.weight.std().item() == pytest.approx((2 / 128) ** 0.5, rel=0.02)
+
+
+def test_dropout_changes_training_outputs_not_parameters():
+    plain, dropped = UNet(1, 2, features=4, padding="valid", norm=None), UNet(1, 2, 4, "valid", None, dropout=0.5)
+    assert count_parameters(plain) == count_parameters(dropped)
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 1, 188, 188)
+    plain.eval(), dropped.eval()
+    assert torch.equal(plain(x), dropped(x))     # inference: dropout is off
+    dropped.train()
+    assert not torch.equal(plain(x), dropped(x))
+    with pytest.raises(ValueError, match="dropout"):
+        UNet(1, 2, dropout=1.0)

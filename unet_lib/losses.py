@@ -45,7 +45,10 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1
     With one channel ``p = sigmoid(logits)``; with ``C > 1`` channels ``p = softmax(logits)`` and the
     loss averages over the foreground classes 1..C-1 (``target`` holds class indices ``(B, H, W)``).
     ``smooth`` keeps the loss defined (and 0) for an empty target predicted empty.
+    The sums run in float32: under mixed precision a float16 sum over a 256x256 image
+    (65,536 pixels) can overflow to ``inf``.
     """
+    logits = logits.float()
     if logits.shape[1] == 1:
         probs, onehot = torch.sigmoid(logits), _binary_target(logits, target)
     else:

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Norm", "Padding", "Up", "conv3x3", "ConvBlock", "DoubleConv", "UpConv", "center_crop", "match_size"]
+__all__ = ["Norm", "Padding", "Up", "conv3x3", "ConvBlock", "DoubleConv", "UpConv", "center_crop", "match_size",
+           "paper_init_"]
 
 Norm = Literal["batch", "instance", None]
 Padding = Literal["same", "valid"]
@@ -116,3 +117,27 @@ def match_size(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     x = center_crop(x, min(height, x.shape[-2]), min(width, x.shape[-1]))  # crop sides that are too large
     dh, dw = height - x.shape[-2], width - x.shape[-1]                     # pad sides that are too small
     return F.pad(x, [dw // 2, dw - dw // 2, dh // 2, dh - dh // 2])
+
+
+@torch.no_grad()
+def paper_init_(model: nn.Module) -> nn.Module:
+    """Initialise every convolution as the 2015 U-Net paper does, in place, and return the model.
+
+    The paper (section 3) draws the weights "from a Gaussian distribution with a standard deviation
+    of sqrt(2/N), where N denotes the number of incoming nodes of one neuron" (He et al. 2015), e.g.
+    N = 9 * 64 = 576 for a 3x3 convolution reading 64 channels; biases start at zero. For an
+    up-convolution a neuron receives ``in_channels * 2 * 2 / 4`` inputs on average (each output pixel
+    sees one kernel tap per input channel), so N = ``in_channels``. PyTorch's default
+    (Kaiming-uniform with a = sqrt(5)) starts with weights about sqrt(6) times smaller.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.ConvTranspose2d):
+            fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1] // (m.stride[0] * m.stride[1])
+        else:
+            continue
+        m.weight.normal_(0.0, (2.0 / fan_in) ** 0.5)
+        if m.bias is not None:
+            m.bias.zero_()
+    return model

@@ -72,6 +72,9 @@ class UNet(nn.Module):
         padding: ``"same"`` keeps the size; ``"valid"`` is the 2015 network (572 -> 388).
         norm: ``"batch"`` (default), ``"instance"`` or ``None`` (the 2015 network has no normalisation).
         up: ``"transpose"`` (2x2 up-convolution, the paper) or ``"bilinear"`` (+1x1 conv).
+        dropout: drop probability after the last two contracting stages (the paper: "drop-out layers
+            at the end of the contracting path", 0.5 in the authors' Caffe model); 0 turns them off.
+            Dropout has no parameters, so the counts above do not change.
 
     Shape:
         ``(B, in_channels, H, W) -> (B, num_classes, H', W')`` logits; ``H' = H`` for "same",
@@ -83,8 +86,10 @@ class UNet(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_classes: int, features: int = 64, padding: Padding = "same",
-                 norm: Norm = "batch", up: Up = "transpose"):
+                 norm: Norm = "batch", up: Up = "transpose", dropout: float = 0.0):
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         f = [features * 2 ** i for i in range(DEPTH + 1)]  # 64, 128, 256, 512, 1024
         self.in_channels, self.num_classes, self.padding = in_channels, num_classes, padding
         self.pool = nn.MaxPool2d(2)
@@ -94,6 +99,7 @@ class UNet(nn.Module):
         self.enc3 = DoubleConv(f[1], f[2], padding, norm)
         self.enc4 = DoubleConv(f[2], f[3], padding, norm)
         self.bottleneck = DoubleConv(f[3], f[4], padding, norm)
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
         # expanding path: up-conv halves the channels, concatenation doubles them again
         self.up4, self.dec4 = UpConv(f[4], f[3], up), DoubleConv(2 * f[3], f[3], padding, norm)
         self.up3, self.dec3 = UpConv(f[3], f[2], up), DoubleConv(2 * f[2], f[2], padding, norm)
@@ -135,8 +141,8 @@ class UNet(nn.Module):
         x1 = self.enc1(x)                                    # (B, 64, 568, 568)
         x2 = self.enc2(self.pool(x1))                        # (B, 128, 280, 280)
         x3 = self.enc3(self.pool(x2))                        # (B, 256, 136, 136)
-        x4 = self.enc4(self.pool(x3))                        # (B, 512, 64, 64)
-        x5 = self.bottleneck(self.pool(x4))                  # (B, 1024, 28, 28)
+        x4 = self.drop(self.enc4(self.pool(x3)))             # (B, 512, 64, 64)
+        x5 = self.drop(self.bottleneck(self.pool(x4)))       # (B, 1024, 28, 28)
         d4 = self.dec4(self._skip(x4, self.up4(x5)))         # (B, 512, 52, 52)
         d3 = self.dec3(self._skip(x3, self.up3(d4)))         # (B, 256, 100, 100)
         d2 = self.dec2(self._skip(x2, self.up2(d3)))         # (B, 128, 196, 196)
