@@ -80,7 +80,7 @@ def test_notebook_anatomy(path):
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert re.search(r"^## Summary", text, re.M), f"{path.name}: no '## Summary' section"
     assert re.search(r"^## Exercises", text, re.M), f"{path.name}: no '## Exercises' section"
-    assert "{bibliography}" in text and "{cite}" in text, f"{path.name}: cite the papers and list the references"
+    assert "{footbibliography}" in text and "{footcite}" in text, f"{path.name}: cite the papers ({{footcite}}) and list them ({{footbibliography}})"
     chapter = path.stem[:2]
     checks = set(re.findall(rf"ch{chapter}\.(check_\w+)\(", code))
     assert len(checks) >= 3, f"{path.name}: at least three exercises with checkers from unet_lib.exercises.ch{chapter}"
@@ -89,3 +89,11 @@ def test_notebook_anatomy(path):
     assert f'save_results("{path.stem}"' in code, f"{path.name}: headline numbers must go to results/{path.stem}.<profile>.json"
     assert "data.ensure(" in code, f"{path.name}: the setup must fetch (or find) its datasets with data.ensure"
     assert "config.profile()" in code
+
+
+def test_one_global_bibliography_so_no_citation_is_duplicated():
+    """Chapters cite with {footcite} and list their own {footbibliography}; the one {bibliography}
+    (book/bibliography.md, :all:) holds every key once. A second {bibliography} would duplicate keys."""
+    pages = [p for p in ROOT.glob("book/*.md")] + NOTEBOOKS
+    with_bib = [p.name for p in pages if "```{bibliography}" in p.read_text()]
+    assert with_bib == ["bibliography.md"], with_bib
