@@ -12,15 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Norm", "Padding", "Up", "conv3x3", "ConvBlock", "DoubleConv", "UpConv", "center_crop", "match_size",
-           "paper_init_"]
+__all__ = ["Norm", "Padding", "Up", "norm_layer", "conv3x3", "ConvBlock", "DoubleConv", "UpConv", "center_crop",
+           "match_size", "paper_init_"]
 
 Norm = Literal["batch", "instance", None]
 Padding = Literal["same", "valid"]
 Up = Literal["transpose", "bilinear"]
 
 
-def _norm_layer(norm: Norm, channels: int) -> nn.Module:
+def norm_layer(norm: Norm, channels: int) -> nn.Module:
+    """The normalisation layer named by ``norm`` (``nn.Identity`` for ``None``)."""
     if norm in (None, "none"):
         return nn.Identity()
     if norm == "batch":
@@ -53,7 +54,7 @@ class ConvBlock(nn.Sequential):
         has_norm = norm not in (None, "none")
         super().__init__(
             conv3x3(in_channels, out_channels, padding, bias=not has_norm),
-            _norm_layer(norm, out_channels),
+            norm_layer(norm, out_channels),
             nn.ReLU(inplace=True),
         )
 

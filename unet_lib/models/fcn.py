@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvBlock, Norm, _norm_layer
+from .blocks import ConvBlock, Norm, norm_layer
 
 __all__ = ["FCN", "Variant", "VARIANTS", "bilinear_kernel", "BilinearUpsample", "crop", "vgg16_layers",
            "receptive_field", "receptive_field_table"]
@@ -209,7 +209,7 @@ def _fc(in_channels: int, out_channels: int, kernel: int, norm: Norm, dropout: f
     has_norm = norm not in (None, "none")
     layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=not has_norm)]
     if has_norm:
-        layers.append(_norm_layer(norm, out_channels))
+        layers.append(norm_layer(norm, out_channels))
     layers += [nn.ReLU(inplace=True), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
 
