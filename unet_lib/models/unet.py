@@ -74,7 +74,7 @@ class UNet(nn.Module):
         up: ``"transpose"`` (2x2 up-convolution, the paper) or ``"bilinear"`` (+1x1 conv).
         dropout: drop probability after the last two contracting stages (the paper: "drop-out layers
             at the end of the contracting path", 0.5 in the authors' Caffe model); 0 turns them off.
-            Dropout has no parameters, so the counts above do not change.
+            Dropout has no parameters: the parameter count does not change.
 
     Shape:
         ``(B, in_channels, H, W) -> (B, num_classes, H', W')`` logits; ``H' = H`` for "same",
