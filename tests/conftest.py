@@ -27,3 +27,17 @@ def data_root() -> Path:
     if not path.is_dir():
         pytest.skip(f"UNET_BOOK_DATA={root} is not a folder")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks run faster on one thread (and do not fight other processes for the cores).
+
+    Use it in a test module with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

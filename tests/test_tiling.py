@@ -13,13 +13,7 @@ from unet_lib.models.unet import UNet, valid_output_size
 from unet_lib.tiling import mirror_pad, plan_tiles, predict_tiled, predict_whole
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run faster on one thread (and do not fight other processes for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

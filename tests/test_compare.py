@@ -1,0 +1,155 @@
+"""Tests for unet_lib.compare: deployment of deep-supervised networks, the training recipe, paired
+differences and object-size strata, on hand-checkable cases and tiny networks."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from unet_lib import compare, losses, metrics
+from unet_lib.models import FCN, UNet, UNet3Plus, UNetPlusPlus, count_parameters
+from unet_lib.models.unet_plusplus import count_macs
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Squares(Dataset):
+    """Bright squares on a dim background, RGB uint8 arrays like KvasirSEG's cache, with a `transform`."""
+
+    def __init__(self, n, size=32, seed=0):
+        rng = np.random.default_rng(seed)
+        self.images = (rng.random((n, size, size, 3)) * 100).astype(np.uint8)
+        self.masks = np.zeros((n, size, size), bool)
+        for i in range(n):
+            s = rng.integers(8, 14)
+            r, c = rng.integers(0, size - s, 2)
+            self.images[i, r:r + s, c:c + s] += 150
+            self.masks[i, r:r + s, c:c + s] = True
+        self.transform = None
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image, mask = self.images[i], self.masks[i]
+        if self.transform is not None:
+            image, mask = self.transform(image.copy(), mask.copy())
+        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
+        return image, torch.from_numpy(np.ascontiguousarray(mask))[None].float()
+
+
+def ds_loss(head_loss=losses.bce_dice_loss):
+    return functools.partial(losses.deep_supervision_loss, loss_fn=head_loss)
+
+
+# -- deployed ------------------------------------------------------------------------------------
+def test_deployed_unetplusplus_is_the_deepest_head():
+    net = UNetPlusPlus(3, 1, features=(4, 8, 16, 32, 64), deep_supervision=True).eval()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(compare.deployed(net)(x), net(x)[-1])
+
+
+def test_deployed_unet3plus_is_d1_shares_weights_and_skips_heads():
+    net = UNet3Plus(3, 1, features=(4, 8, 16, 32, 64), deep_supervision=True).eval()
+    single = compare.deployed(net)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(single(x), net(x)[0])
+    assert net.deep_supervision, "the trained network must keep its heads"
+    assert single.outconv1.weight is net.outconv1.weight
+    assert count_macs(single, (1, 3, 32, 32)) < count_macs(net, (1, 3, 32, 32))
+    with pytest.raises(ValueError, match="CGM"):
+        compare.deployed(UNet3Plus(3, 1, features=(4, 8, 16, 32, 64), deep_supervision=True, cgm=True))
+
+
+def test_deployed_leaves_single_output_networks_alone():
+    for net in (UNet(3, 1, features=4), FCN(3, 1, "8s", features=2), UNetPlusPlus(3, 1, features=(4, 8, 16, 32, 64))):
+        assert compare.deployed(net) is net
+
+
+# -- train_contender -----------------------------------------------------------------------------
+def test_train_contender_learns_and_scores_the_deployed_network():
+    train, val = Squares(24, seed=0), Squares(8, seed=1)
+    val_loader = DataLoader(val, batch_size=4)
+    c = compare.Contender("UNet++ (DS)", lambda: UNetPlusPlus(3, 1, features=(4, 8, 16, 32, 64), deep_supervision=True),
+                          ds_loss(), lambda outs: outs[-1])
+    run = compare.train_contender(c, train, val_loader, max_epochs=6, lr=1e-2, batch_size=4, seed=0, device="cpu")
+    assert run.name == "UNet++ (DS)" and run.seed == 0
+    assert set(run.scores) == {"dice", "iou", "precision", "recall"} and run.scores["dice"].shape == (8,)
+    assert run.scores["dice"].mean() > 0.5, "a tiny UNet++ learns bright squares in six epochs"
+    assert len(run.history.val_dice) == 6
+    assert run.history.val_dice[-1] == pytest.approx(run.scores["dice"].mean())
+    # parameters of the trained network (all four heads), MACs of the deployed one (head L4 only)
+    assert run.params == count_parameters(c.build())
+    assert run.macs == count_macs(run.model, (1, 3, 32, 32))
+    with torch.no_grad():
+        assert run.model(val[0][0][None]).shape == (1, 1, 32, 32)
+    assert isinstance(train.transform, compare.augment.FlipRotate)
+
+
+def test_train_contender_is_reproducible_and_seed_dependent():
+    train, val = Squares(8, seed=0), Squares(4, seed=1)
+    loader = DataLoader(val, batch_size=4)
+    c = compare.Contender("U-Net", lambda: UNet(3, 1, features=2), losses.bce_dice_loss)
+    runs = [compare.train_contender(c, train, loader, max_epochs=1, lr=1e-2, batch_size=4, seed=s, device="cpu")
+            for s in (0, 0, 1)]
+    w = [next(r.model.parameters()).detach() for r in runs]
+    assert torch.equal(w[0], w[1])
+    assert not torch.equal(w[0], w[2])
+
+
+def test_train_contender_needs_a_transform_attribute():
+    data = torch.utils.data.TensorDataset(torch.zeros(4, 3, 32, 32), torch.zeros(4, 1, 32, 32))
+    c = compare.Contender("U-Net", lambda: UNet(3, 1, features=2), losses.bce_dice_loss)
+    with pytest.raises(TypeError, match="transform"):
+        compare.train_contender(c, data, DataLoader(data), max_epochs=1, lr=1e-3, batch_size=2)
+
+
+# -- paired differences ----------------------------------------------------------------------------
+def test_paired_difference_of_a_constant_shift_is_exact():
+    b = np.linspace(0, 0.8, 50)
+    d = compare.paired_difference(b + 0.1, b)
+    assert d["mean"] == pytest.approx(0.1) and d["ci_low"] == pytest.approx(0.1) and d["ci_high"] == pytest.approx(0.1)
+    assert d["n"] == 50
+
+
+def test_paired_interval_is_much_narrower_than_the_unpaired_intervals():
+    rng = np.random.default_rng(0)
+    b = rng.random(120)                                   # images of very different difficulty
+    a = b + 0.02 + 0.01 * rng.standard_normal(120)        # a slightly, consistently better method
+    d = compare.paired_difference(a, b)
+    sa, sb = metrics.summarize(a), metrics.summarize(b)
+    assert d["ci_low"] > 0, "pairing detects the consistent gain"
+    assert sa["ci_low"] < sb["ci_high"], "while the two methods' own intervals overlap"
+    assert d["ci_high"] - d["ci_low"] < 0.1 * (sa["ci_high"] - sa["ci_low"])
+
+
+def test_paired_difference_needs_the_same_images():
+    with pytest.raises(ValueError, match="same images"):
+        compare.paired_difference([0.1, 0.2], [0.1, 0.2, 0.3])
+
+
+# -- object size -----------------------------------------------------------------------------------
+def test_object_fraction_by_hand_and_for_every_layout():
+    masks = np.zeros((3, 10, 10), bool)
+    masks[0, :5] = True          # half the image
+    masks[1, 0, 0] = True        # one pixel
+    np.testing.assert_allclose(compare.object_fraction(masks), [0.5, 0.01, 0.0])
+    np.testing.assert_allclose(compare.object_fraction(torch.from_numpy(masks)[:, None].float()), [0.5, 0.01, 0.0])
+    np.testing.assert_allclose(compare.object_fraction(masks[0]), [0.5])
+    with pytest.raises(ValueError, match="binary"):
+        compare.object_fraction(np.full((1, 4, 4), 0.3))
+
+
+def test_size_strata_edges_belong_to_the_upper_stratum():
+    assert compare.size_strata([0.0, 0.049, 0.05, 0.199, 0.2, 1.0]) == \
+        ["small", "small", "medium", "medium", "large", "large"]
+    assert compare.size_strata([0.3], edges=(0.4, 0.6)) == ["small"]
+    for bad in ((0.2, 0.05), (0.1, 0.1), (-0.1, 0.5), (0.1, 1.5)):
+        with pytest.raises(ValueError, match="increasing"):
+            compare.size_strata([0.1], edges=bad)
