@@ -43,6 +43,8 @@ def test_book_fails_on_a_cell_error_and_has_a_bibliography():
     assert cfg["execute"]["allow_errors"] is False
     assert cfg["sphinx"]["config"]["nb_execution_raise_on_error"] is True
     assert (ROOT / cfg["bibtex_bibfiles"][0]).exists()
+    # tables printed with display(Markdown(...)) need a renderer that knows tables (commonmark does not)
+    assert cfg["sphinx"]["config"]["nb_render_markdown_format"] == "myst"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -66,7 +66,7 @@ class Run:
         history: the training :class:`~unet_lib.train.History` (train time, validation Dice per epoch).
         scores: per-image ``{"dice", "iou", "precision", "recall"}`` arrays, in the loader's order.
         params: trainable parameters of the network as trained (heads included).
-        macs: multiply-accumulates of the deployed network per image (convolutions only).
+        macs: multiply-accumulates of the deployed network for one validation image (convolutions only).
         seed: the seed of the run.
     """
 
@@ -77,7 +77,6 @@ class Run:
     params: int
     macs: int
     seed: int
-    extra: dict = field(default_factory=dict)
 
 
 def deployed(model: nn.Module) -> nn.Module:
@@ -102,7 +101,7 @@ def deployed(model: nn.Module) -> nn.Module:
 
 def train_contender(contender: Contender, train_set: Dataset, val_loader: DataLoader, *, max_epochs: int,
                     lr: float, batch_size: int, seed: int = 0, device: torch.device | str | None = None,
-                    num_workers: int = 0, image_size: int | None = None) -> Run:
+                    num_workers: int = 0) -> Run:
     """Train one contender with the book's recipe and score its final weights per validation image.
 
     Every contender of a comparison gets the same recipe and the same randomness: the seed is set
@@ -119,7 +118,6 @@ def train_contender(contender: Contender, train_set: Dataset, val_loader: DataLo
         seed: seeds the weights, the batch order and the augmentation.
         device: where to train (default :func:`unet_lib.config.device`).
         num_workers: DataLoader worker processes.
-        image_size: side of the images for :attr:`Run.macs` (default: the first training image's height).
 
     Returns:
         The :class:`Run`.
@@ -137,10 +135,8 @@ def train_contender(contender: Contender, train_set: Dataset, val_loader: DataLo
                   schedule="onecycle", device=device, output_fn=contender.output_fn, progress=False)
     net = deployed(model)
     scores = evaluate(net, val_loader)
-    if image_size is None:
-        image_size = int(train_set[0][0].shape[-2])
-    in_channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
-    macs = count_macs(net, (1, in_channels, image_size, image_size))
+    image = next(iter(val_loader))[0][:1]                   # (1, C, H, W): MACs at the validation size
+    macs = count_macs(net, tuple(image.shape))
     return Run(contender.name, net, history, scores, count_parameters(model), macs, seed)
 
 
