@@ -90,7 +90,26 @@ def test_notebook_anatomy(path):
     assert len(solutions) >= 3, f"{path.name}: each exercise needs a hidden, executed solution (tag 'hide-cell')"
     assert f'save_results("{path.stem}"' in code, f"{path.name}: headline numbers must go to results/{path.stem}.<profile>.json"
     assert "data.ensure(" in code, f"{path.name}: the setup must fetch (or find) its datasets with data.ensure"
-    assert "config.profile()" in code
+    # one skeleton: the setup helper, one timer name, one headline key, the one recipe
+    assert "p, device = config.setup(SEED)" in code, f"{path.name}: the setup cell calls config.setup(SEED)"
+    assert re.search(r"^T0 = time\.perf_counter\(\)", code, re.M), f"{path.name}: the notebook's timer is T0"
+    assert re.search(rf'save_results\("{path.stem}".{{0,300}}?headline=', code, re.S), \
+        f"{path.name}: save the headline numbers with save_results(..., headline=..., metric=...)"
+    for repeated in ("seed_everything(", "fit(", "DataLoader(train", "torch.utils.data.Dataset)", "(Dataset):"):
+        assert repeated not in code, (f"{path.name}: '{repeated}' repeats the training recipe or a crop dataset; "
+                                      "use compare.train_contender and data.RandomCrops")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_settings_are_uppercase_constants(path):
+    nb = nbformat.read(path, as_version=4)
+    settings = [c.source for c in nb.cells if c.cell_type == "code" and re.search(r"^# -*\s*settings", c.source, re.I | re.M)]
+    assert len(settings) == 1, f"{path.name}: one settings cell, starting with a '# Settings' comment"
+    for line in settings[0].splitlines():
+        target = re.match(r"^([A-Za-z_][\w, ]*?)\s*=(?!=)", line)
+        if target:
+            for name in target.group(1).split(","):
+                assert name.strip().isupper(), f"{path.name}: setting {name.strip()!r} should be an UPPERCASE constant"
 
 
 def test_one_global_bibliography_so_no_citation_is_duplicated():

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from unet_lib import compare, losses, metrics
+from unet_lib.data import RandomCrops
 from unet_lib.models import FCN, UNet, UNet3Plus, UNetPlusPlus, count_parameters
 from unet_lib.models.unet_plusplus import count_macs
 
@@ -63,8 +64,16 @@ def test_deployed_unet3plus_is_d1_shares_weights_and_skips_heads():
     assert net.deep_supervision, "the trained network must keep its heads"
     assert single.outconv1.weight is net.outconv1.weight
     assert count_macs(single, (1, 3, 32, 32)) < count_macs(net, (1, 3, 32, 32))
-    with pytest.raises(ValueError, match="CGM"):
-        compare.deployed(UNet3Plus(3, 1, features=(4, 8, 16, 32, 64), deep_supervision=True, cgm=True))
+
+
+def test_deployed_unet3plus_with_cgm_is_the_gated_d1():
+    net = UNet3Plus(3, 1, features=(4, 8, 16, 32, 64), deep_supervision=True, cgm=True).eval()
+    single = compare.deployed(net)
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        seg, _ = net(x)
+        assert torch.equal(single(x), seg[0]), "d1, gated by the classifier in eval mode"
+    assert net.deep_supervision and net.cgm, "the trained network keeps its heads and its classifier"
 
 
 def test_deployed_leaves_single_output_networks_alone():
@@ -86,9 +95,11 @@ def test_train_contender_learns_and_scores_the_deployed_network():
     assert run.history.val_dice[-1] == pytest.approx(run.scores["dice"].mean())
     # parameters of the trained network (all four heads), MACs of the deployed one (head L4 only)
     assert run.params == count_parameters(c.build())
-    assert run.macs == count_macs(run.model, (1, 3, 32, 32))
+    assert run.macs == count_macs(run.deployed, (1, 3, 32, 32)) < count_macs(run.model, (1, 3, 32, 32))
     with torch.no_grad():
-        assert run.model(val[0][0][None]).shape == (1, 1, 32, 32)
+        assert run.deployed(val[0][0][None]).shape == (1, 1, 32, 32)
+        assert len(run.model(val[0][0][None])) == 4, "Run.model is the network as trained, all four heads"
+    assert run.deployed.depth == 4 and run.model.deep_supervision
     assert isinstance(train.transform, compare.augment.FlipRotate)
 
 
@@ -106,8 +117,52 @@ def test_train_contender_is_reproducible_and_seed_dependent():
 def test_train_contender_needs_a_transform_attribute():
     data = torch.utils.data.TensorDataset(torch.zeros(4, 3, 32, 32), torch.zeros(4, 1, 32, 32))
     c = compare.Contender("U-Net", lambda: UNet(3, 1, features=2), losses.bce_dice_loss)
-    with pytest.raises(TypeError, match="transform"):
+    with pytest.raises(TypeError, match="transform=None"):
         compare.train_contender(c, data, DataLoader(data), max_epochs=1, lr=1e-3, batch_size=2)
+
+
+def test_train_contender_takes_a_dataset_that_augments_itself_extras_and_drop_last():
+    # chapter 06: (image, mask, has_object) items, the label rides to the loss; chapter 04: no validation
+    squares = Squares(10, seed=0)
+    crops = RandomCrops(squares.images, squares.masks, squares.masks.reshape(10, -1).any(1),
+                                     transform=compare.augment.FlipRotate(), seed=0)
+    seen = []
+
+    def loss_fn(output, target, has_object):
+        seen.append((len(target), has_object.shape))
+        return losses.bce_dice_loss(output, target)
+
+    c = compare.Contender("U-Net", lambda: UNet(3, 1, features=2), loss_fn)
+    run = compare.train_contender(c, crops, None, max_epochs=2, lr=1e-2, batch_size=4, seed=0, device="cpu",
+                                  transform=None, drop_last=True)
+    assert [n for n, _ in seen] == [4, 4, 4, 4], "10 items in batches of 4, the incomplete batch dropped, 2 epochs"
+    assert seen[0][1] == (4,)
+    assert run.scores == {} and len(run.history.train_loss) == 2
+    assert run.macs == count_macs(run.model, (1, 3, 32, 32))
+
+
+def test_train_contender_resumes_from_its_checkpoint_folder(tmp_path):
+    train, val = Squares(8, seed=0), Squares(4, seed=1)
+    loader = DataLoader(val, batch_size=4)
+    c = compare.Contender("U-Net", lambda: UNet(3, 1, features=2), losses.bce_dice_loss)
+    first = compare.train_contender(c, train, loader, max_epochs=2, lr=1e-2, batch_size=4, seed=0, device="cpu",
+                                    checkpoint_dir=tmp_path)
+    assert (tmp_path / "last.pt").exists() and (tmp_path / "best.pt").exists()
+    again = compare.train_contender(c, train, loader, max_epochs=2, lr=1e-2, batch_size=4, seed=0, device="cpu",
+                                    checkpoint_dir=tmp_path)          # finished: nothing left to train
+    assert again.history.to_dict() == first.history.to_dict()
+    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(first.scores["dice"], again.scores["dice"])
+
+
+def test_dice_by_size_averages_each_stratum():
+    dice = [0.1, 0.3, 0.5, 0.9]
+    fractions = [0.01, 0.03, 0.10, 0.50]          # small, small, medium, large
+    assert compare.dice_by_size(dice, fractions) == pytest.approx({"small": 0.2, "medium": 0.5, "large": 0.9})
+    assert compare.dice_by_size([0.4], [0.5]) == {"large": 0.4}, "an empty stratum is left out"
+    with pytest.raises(ValueError, match="one Dice per image"):
+        compare.dice_by_size([0.1, 0.2], [0.5])
 
 
 # -- paired differences ----------------------------------------------------------------------------

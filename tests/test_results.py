@@ -11,7 +11,7 @@ import torch
 
 from unet_lib import results
 from unet_lib.config import PROFILES
-from unet_lib.results import Timer, git_commit, load_results, provenance, save_results
+from unet_lib.results import KVASIR_DICE, Timer, git_commit, load_results, provenance, save_results
 
 PROVENANCE_KEYS = {"profile", "device", "seed", "git_commit", "wall_time_s", "date"}
 
@@ -38,6 +38,16 @@ def test_save_writes_notebook_profile_json_with_provenance(results_env):
     assert prov["device"] and prov["torch"] == torch.__version__
     # written atomically: no temporary file left behind
     assert sorted(p.name for p in results_env.iterdir()) == ["99_test.smoke.json"]
+
+
+def test_headline_is_stored_under_one_key_with_its_metric(results_env):
+    path = save_results("99_test", {"x": 1}, seed=0, wall_time_s=1.0, headline={"U-Net": np.float64(0.5), "FCN": 0.25},
+                        metric=KVASIR_DICE)
+    doc = json.loads(path.read_text())
+    assert doc["headline"] == {"metric": KVASIR_DICE, "values": {"U-Net": 0.5, "FCN": 0.25}}
+    assert json.loads(save_results("98_test", {}, seed=0, wall_time_s=0.0).read_text())["headline"] is None
+    with pytest.raises(ValueError, match="needs its metric"):
+        save_results("99_test", {}, seed=0, wall_time_s=0.0, headline={"U-Net": 0.5})
 
 
 def test_load_round_trips(results_env):

@@ -65,13 +65,18 @@ def photometric(image: np.ndarray, rng: np.random.Generator | None = None, brigh
 
 
 class FlipRotate:
-    """Callable transform ``(image, mask, *others) -> (image, mask, *others)`` for datasets."""
+    """Callable transform ``(image, mask, *others) -> (image, mask, *others)`` for datasets.
+
+    Draws from its own generator (seeded with ``seed``), or from the ``rng`` a dataset passes
+    per item (e.g. :class:`unet_lib.data.RandomCrops`, seeded by ``(seed, epoch, index)``).
+    """
 
     def __init__(self, seed: int | None = None):
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, image: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-        return flip_rotate(image, *others, rng=self.rng)
+    def __call__(self, image: np.ndarray, *others: np.ndarray, rng: np.random.Generator | None = None
+                 ) -> tuple[np.ndarray, ...]:
+        return flip_rotate(image, *others, rng=self.rng if rng is None else rng)
 
 
 class Photometric:

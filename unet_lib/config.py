@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["Profile", "PROFILES", "profile", "data_dir", "results_dir", "device", "repo_root"]
+__all__ = ["Profile", "PROFILES", "profile", "setup", "data_dir", "results_dir", "device", "repo_root"]
 
 
 @dataclass(frozen=True)
@@ -129,3 +129,27 @@ def device() -> torch.device:
 def replace(p: Profile, **changes) -> Profile:
     """A copy of ``p`` with some fields changed (for exercises and experiments)."""
     return dataclasses.replace(p, **changes)
+
+
+def setup(seed: int = 0, name: str | None = None) -> tuple[Profile, torch.device]:
+    """The first cell of every chapter: seed everything, choose the profile and the device, say so.
+
+    Prints one standard line, e.g.
+    ``profile cpu: 96 px images, width 16, 12 epochs, batch 16, lr 0.003 | device cpu (2 threads) | seed 0``.
+
+    Args:
+        seed: seeds Python, NumPy and PyTorch (:func:`unet_lib.train.seed_everything`).
+        name: a profile name; default ``$UNET_BOOK_PROFILE`` (see :func:`profile`).
+
+    Returns:
+        ``(profile, device)``.
+    """
+    from .train import seed_everything      # train imports the models; config stays light to import
+
+    p = profile(name)
+    seed_everything(seed)
+    dev = device()
+    threads = f" ({torch.get_num_threads()} threads)" if dev.type == "cpu" else ""
+    print(f"profile {p.name}: {p.image_size} px images, width {p.features}, {p.max_epochs} epochs, "
+          f"batch {p.batch_size}, lr {p.lr} | device {dev}{threads} | seed {seed}")
+    return p, dev

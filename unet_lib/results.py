@@ -12,13 +12,17 @@ import platform
 import subprocess
 import time
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from .config import Profile, profile as active_profile, repo_root, results_dir
 
-__all__ = ["provenance", "save_results", "load_results", "git_commit", "device_name"]
+__all__ = ["provenance", "save_results", "load_results", "git_commit", "device_name", "Timer", "KVASIR_DICE"]
+
+#: the headline metric of the Kvasir-SEG chapters (chapter 07's cross-chapter table shows it)
+KVASIR_DICE = "Kvasir-SEG validation Dice (mean per image)"
 
 
 def git_commit() -> str:
@@ -55,8 +59,19 @@ def provenance(seed: int | None, wall_time_s: float | None, p: Profile | None = 
 
 
 def save_results(notebook: str, numbers: dict, *, seed: int | None, wall_time_s: float | None,
+                 headline: Mapping[str, float] | None = None, metric: str | None = None,
                  p: Profile | None = None, device: torch.device | str | None = None) -> Path:
-    """Write ``{"notebook", "numbers", "provenance"}`` to ``results/<notebook>.<profile>.json``.
+    """Write ``{"notebook", "headline", "numbers", "provenance"}`` to ``results/<notebook>.<profile>.json``.
+
+    Args:
+        notebook: the notebook's name without ``.ipynb``.
+        numbers: everything the chapter measured (any JSON-able nesting).
+        seed, wall_time_s: for the provenance.
+        headline: the chapter's headline numbers, ``{label: value}`` (e.g. ``{"U-Net": 0.726}``), stored
+            as ``{"metric": metric, "values": headline}`` under the one key ``"headline"`` that every
+            chapter uses, so that chapter 07's cross-chapter table reads them without a branch per chapter.
+        metric: what the headline values are, e.g. :data:`KVASIR_DICE`.
+        p, device: the profile and device of the run (default: the active ones).
 
     Returns:
         The path written.
@@ -64,7 +79,12 @@ def save_results(notebook: str, numbers: dict, *, seed: int | None, wall_time_s:
     p = p or active_profile()
     out = results_dir() / f"{notebook}.{p.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"notebook": notebook, "numbers": numbers, "provenance": provenance(seed, wall_time_s, p, device)}
+    if headline is not None and not metric:
+        raise ValueError("a headline needs its metric, e.g. metric=results.KVASIR_DICE")
+    doc = {"notebook": notebook,
+           "headline": None if headline is None else {"metric": metric,
+                                                      "values": {str(k): float(v) for k, v in headline.items()}},
+           "numbers": numbers, "provenance": provenance(seed, wall_time_s, p, device)}
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=_jsonable) + "\n")
     os.replace(tmp, out)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TilePlan", "plan_tiles", "mirror_pad", "predict_tiled", "predict_whole", "RandomTiles"]
+__all__ = ["TilePlan", "plan_tiles", "mirror_pad", "predict_tiled", "predict_whole"]
 
 ALIGN = 16  # 2 ** (number of max-pools): tile offsets must be multiples of this
 
@@ -160,59 +160,3 @@ def predict_whole(model: nn.Module, image: torch.Tensor, tile: int | None = None
     out = model(_padded_input(image, plan).to(device)).float().cpu()
     model.train(was_training)
     return out[..., :plan.height, :plan.width]
-
-
-class RandomTiles(torch.utils.data.Dataset):
-    """Random training tiles for a valid-padding network: a ``tile + 2 * margin`` input and the
-    ``tile`` target at its centre, cut from the mirror-padded image (so border pixels get
-    mirrored context, exactly as at inference).
-
-    Args:
-        images: ``(N, H, W)`` or ``(N, H, W, C)`` uint8 images.
-        labels: ``(N, H, W)`` integer or boolean labels.
-        tile: output tile side (a valid output size of the network).
-        margin: context on each side (``model.margin``).
-        length: number of tiles per epoch.
-        transform: optional joint transform ``(image, label) -> (image, label)`` on numpy arrays,
-            applied to the whole input tile and its label window before the centre crop.
-        seed: seed of the tile positions.
-
-    Returns (per item):
-        ``(image (C, tile + 2m, tile + 2m) float in [0, 1], label (tile, tile) int64)``.
-    """
-
-    def __init__(self, images, labels, tile: int, margin: int, length: int, transform=None, seed: int = 0):
-        import numpy as np
-
-        images, labels = np.asarray(images), np.asarray(labels)
-        if len(images) != len(labels) or images.shape[1:3] != labels.shape[1:3]:
-            raise ValueError(f"images {images.shape} and labels {labels.shape} must have the same N, H and W")
-        if images.ndim == 3:
-            images = images[..., None]
-        m = margin
-        self.images = np.pad(images, ((0, 0), (m, m), (m, m), (0, 0)), mode="reflect") if m else images
-        self.labels = np.pad(labels, ((0, 0), (m, m), (m, m)), mode="reflect") if m else labels
-        self.tile, self.margin, self.length, self.transform = tile, margin, length, transform
-        self.rng = np.random.default_rng(seed)
-        self.height, self.width = labels.shape[1:3]
-        if self.height < tile or self.width < tile:
-            raise ValueError(f"images of {self.height}x{self.width} are smaller than the output tile {tile}")
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int):
-        import numpy as np
-
-        n = int(self.rng.integers(len(self.images)))
-        top = int(self.rng.integers(self.height - self.tile + 1))
-        left = int(self.rng.integers(self.width - self.tile + 1))
-        size = self.tile + 2 * self.margin
-        image = self.images[n, top:top + size, left:left + size]
-        label = self.labels[n, top:top + size, left:left + size]
-        if self.transform is not None:
-            image, label = self.transform(image, label)
-        m = self.margin
-        label = label[m:m + self.tile, m:m + self.tile]
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        return x, torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from . import metrics
 from .models.blocks import center_crop
 
-__all__ = ["seed_everything", "History", "fit", "evaluate", "predict", "probs_from_logits", "masks_from_logits",
+__all__ = ["seed_everything", "History", "set_epoch", "fit", "evaluate", "predict", "probs_from_logits", "masks_from_logits",
            "save_checkpoint", "load_checkpoint", "load_best"]
 
 
@@ -160,6 +160,22 @@ def load_best(model: nn.Module, checkpoint_dir: str | Path) -> nn.Module:
     return model
 
 
+def set_epoch(dataset, epoch: int) -> None:
+    """Tell a dataset (and the datasets inside a ``ConcatDataset`` or ``Subset``) which epoch begins.
+
+    Datasets that draw each item from its own generator, seeded by ``(seed, epoch, index)``
+    (:class:`unet_lib.data.RandomCrops`), define ``set_epoch``; others are left alone. With it, an
+    item never depends on the order items are read, on the number of DataLoader workers, or on
+    whether training was resumed.
+    """
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    for inner in getattr(dataset, "datasets", ()):      # ConcatDataset
+        set_epoch(inner, epoch)
+    if hasattr(dataset, "dataset") and hasattr(dataset, "indices"):   # Subset
+        set_epoch(dataset.dataset, epoch)
+
+
 def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..., torch.Tensor],
         max_epochs: int, lr: float = 1e-3, weight_decay: float = 0.0, schedule: str = "onecycle",
         device: torch.device | str | None = None, checkpoint_dir: str | Path | None = None,
@@ -224,6 +240,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
                initial=start, total=max_epochs)
     for epoch in bar:
         t0 = time.perf_counter()
+        set_epoch(getattr(train_loader, "dataset", None), epoch)
         model.train()
         running, seen, last_lr = 0.0, 0, optimizer.param_groups[0]["lr"]
         for batch in train_loader:

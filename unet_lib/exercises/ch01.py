@@ -17,19 +17,12 @@ from typing import Callable
 
 import numpy as np
 
-from ._core import Feedback, check, checker
+from .. import classical, metrics
+from ._core import Feedback, Mismatch, checker, correct, first_mismatch, number, pair
 
 __all__ = ["check_dice_iou", "check_all_foreground_dice", "check_otsu", "check_oracle", "between_class_variance"]
 
-
-def _scalar(v) -> float:
-    """A float from a Python number, a 0-d/1-element numpy array or torch tensor."""
-    if hasattr(v, "detach"):
-        v = v.detach().cpu().numpy()
-    a = np.asarray(v, dtype=np.float64)
-    if a.size != 1:
-        raise ValueError(f"expected one number, got an array of shape {a.shape}")
-    return float(a.reshape(()))
+_EMPTY_RULE = "When both masks are empty there is nothing to find and nothing was found: return 1.0."
 
 
 def _mask_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -48,6 +41,19 @@ def _mask_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
+def _dice_hint(m: Mismatch) -> str:
+    want_iou = metrics.iou(*m.args).item()
+    hint = (" (Did you compute IoU instead? Dice counts the overlap twice: 2|P∩T| / (|P| + |T|).)"
+            if abs(m.got - want_iou) < 1e-9 and m.want != want_iou else
+            " Dice = 2 TP / (2 TP + FP + FN) = 2|P∩T| / (|P| + |T|).")
+    return f"Dice is wrong for {m.name}: expected {m.want:.4f}, got {m.got:.4f}.{hint}"
+
+
+def _iou_hint(m: Mismatch) -> str:
+    return (f"IoU is wrong for {m.name}: expected {m.want:.4f}, got {m.got:.4f}. "
+            "IoU = TP / (TP + FP + FN) = |P∩T| / |P∪T|.")
+
+
 @checker
 def check_dice_iou(dice_fn: Callable[[np.ndarray, np.ndarray], float],
                    iou_fn: Callable[[np.ndarray, np.ndarray], float]) -> Feedback:
@@ -56,42 +62,38 @@ def check_dice_iou(dice_fn: Callable[[np.ndarray, np.ndarray], float],
     Checked against :func:`unet_lib.metrics.dice` / :func:`~unet_lib.metrics.iou` on six
     cases, including both masks empty (both scores 1.0 by the book's convention).
     """
-    from .. import metrics
+    cases = _mask_cases()
+    mismatch = first_mismatch(dice_fn, cases, lambda p, t: metrics.dice(p, t).item(), describe=_dice_hint,
+                              nan_hint=_EMPTY_RULE, who="your Dice function")
+    if mismatch is None:
+        mismatch = first_mismatch(iou_fn, cases, lambda p, t: metrics.iou(p, t).item(), describe=_iou_hint,
+                                  nan_hint=_EMPTY_RULE, who="your IoU function")
+    if mismatch is not None:
+        return mismatch
+    return correct("your Dice and IoU agree with unet_lib.metrics on all six cases, empty masks included.")
 
-    for name, (p, t) in _mask_cases().items():
-        want_d, want_i = metrics.dice(p, t).item(), metrics.iou(p, t).item()
-        got_d, got_i = _scalar(dice_fn(p.copy(), t.copy())), _scalar(iou_fn(p.copy(), t.copy()))
-        if not np.isfinite(got_d) or not np.isfinite(got_i):
-            return check(False, "", f"for {name} you returned Dice={got_d}, IoU={got_i}: a 0/0 division. "
-                                    "When both masks are empty there is nothing to find and nothing was found: "
-                                    "return 1.0.")
-        if abs(got_d - want_d) > 1e-9:
-            hint = (" (Did you compute IoU instead? Dice counts the overlap twice: 2|P∩T| / (|P| + |T|).)"
-                    if abs(got_d - want_i) < 1e-9 and want_d != want_i else
-                    " Dice = 2 TP / (2 TP + FP + FN) = 2|P∩T| / (|P| + |T|).")
-            return check(False, "", f"Dice is wrong for {name}: expected {want_d:.4f}, got {got_d:.4f}.{hint}")
-        if abs(got_i - want_i) > 1e-9:
-            return check(False, "", f"IoU is wrong for {name}: expected {want_i:.4f}, got {got_i:.4f}. "
-                                    "IoU = TP / (TP + FP + FN) = |P∩T| / |P∪T|.")
-    return check(True, "your Dice and IoU agree with unet_lib.metrics on all six cases, empty masks included.", "")
+
+def _all_foreground_hint(m: Mismatch) -> str:
+    f = m.args[0]
+    extra = ""
+    if abs(m.got - f) < 1e-9:
+        extra = " You returned the IoU (TP / (TP + FP + FN) = f): Dice counts TP twice."
+    elif abs(m.got - 2 * f) < 1e-9:
+        extra = " Check the denominator: |P| + |T| = (whole image) + (object) = 1 + f in image fractions."
+    return (f"for f={f} the Dice should be {m.want:.4f}, got {m.got:.4f}. Write TP, FP and FN as fractions of the "
+            f"image: TP = f, FP = 1 - f, FN = 0.{extra}")
 
 
 @checker
 def check_all_foreground_dice(fn: Callable[[float], float]) -> Feedback:
     """Exercise 2: ``fn(f)`` = Dice of the "everything is foreground" mask when the object covers a fraction ``f``."""
-    for f in (0.5, 0.1, 0.153, 0.22, 1.0, 0.01):
-        want = 2 * f / (1 + f)
-        got = _scalar(fn(f))
-        if abs(got - want) > 1e-9:
-            extra = ""
-            if abs(got - f) < 1e-9:
-                extra = " You returned the IoU (TP / (TP + FP + FN) = f): Dice counts TP twice."
-            elif abs(got - 2 * f) < 1e-9:
-                extra = " Check the denominator: |P| + |T| = (whole image) + (object) = 1 + f in image fractions."
-            return check(False, "", f"for f={f} the Dice should be {want:.4f}, got {got:.4f}. Write TP, FP and FN "
-                                    f"as fractions of the image: TP = f, FP = 1 - f, FN = 0.{extra}")
-    return check(True, "Dice = 2f / (1 + f): a polyp covering 15% of the image gives 0.26 for free, "
-                       "so any method must beat that floor.", "")
+    cases = {f"f={f}": (f,) for f in (0.5, 0.1, 0.153, 0.22, 1.0, 0.01)}
+    mismatch = first_mismatch(fn, cases, lambda f: 2 * f / (1 + f), describe=_all_foreground_hint,
+                              nan_hint="With FN = 0 the denominator 2 TP + FP + FN = 1 + f is never 0.")
+    if mismatch is not None:
+        return mismatch
+    return correct("Dice = 2f / (1 + f): a polyp covering 15% of the image gives 0.26 for free, "
+                   "so any method must beat that floor.")
 
 
 def between_class_variance(image: np.ndarray, t: float) -> float:
@@ -117,6 +119,26 @@ def _otsu_cases() -> dict[str, np.ndarray]:
     }
 
 
+def _best_cut(img: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image and the best between-class variance over its integer cuts (the reference of exercise 3)."""
+    cuts = np.arange(int(img.min()), int(img.max()))
+    return img, max(between_class_variance(img, c) for c in cuts)
+
+
+def _reaches_best(t: float, ref: tuple[np.ndarray, float]) -> bool:
+    img, best = ref
+    return between_class_variance(img, t) >= best * 0.999
+
+
+def _otsu_hint(m: Mismatch) -> str:
+    img, best = m.want
+    got = between_class_variance(img, m.got)
+    return (f"on {m.name} your threshold {m.got:g} separates the classes with between-class variance {got:.1f}, "
+            f"but a cut reaches {best:.1f}. For every cut t of the histogram, compute w0 = P(x <= t), w1 = 1 - w0 "
+            "and the two class means, and keep the t that maximises w0 * w1 * (mu0 - mu1)**2 (not the "
+            "within-class variance, which must be minimised).")
+
+
 @checker
 def check_otsu(fn: Callable[[np.ndarray], float]) -> Feedback:
     """Exercise 3: ``fn(image)`` returns Otsu's threshold ``t`` of a ``uint8`` image (foreground ``image > t``).
@@ -125,19 +147,51 @@ def check_otsu(fn: Callable[[np.ndarray], float]) -> Feedback:
     integer cuts is accepted (several cuts can tie: every ``t`` between two empty
     histogram bins gives the same split).
     """
-    for name, img in _otsu_cases().items():
-        cuts = np.arange(int(img.min()), int(img.max()))
-        best = max(between_class_variance(img, c) for c in cuts)
-        got_t = _scalar(fn(img.copy()))
-        got = between_class_variance(img, got_t)
-        if got < best * 0.999:
-            return check(False, "", f"on {name} your threshold {got_t:g} separates the classes with between-class "
-                                    f"variance {got:.1f}, but a cut reaches {best:.1f}. For every cut t of the "
-                                    "histogram, compute w0 = P(x <= t), w1 = 1 - w0 and the two class means, and "
-                                    "keep the t that maximises w0 * w1 * (mu0 - mu1)**2 (not the within-class "
-                                    "variance, which must be minimised).")
-    return check(True, "your threshold maximises the between-class variance on all four images, as Otsu (1979) "
-                       "prescribes.", "")
+    cases = {name: (img,) for name, img in _otsu_cases().items()}
+    answer = number().judged_by(_reaches_best, "a threshold (one number)")
+    mismatch = first_mismatch(fn, cases, _best_cut, compare=answer, describe=_otsu_hint)
+    if mismatch is not None:
+        return mismatch
+    return correct("your threshold maximises the between-class variance on all four images, as Otsu (1979) "
+                   "prescribes.")
+
+
+_THRESHOLDS = np.linspace(0, 1, 41)
+
+
+def _oracle_cases() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:40, :50]
+    disk = (yy - 18) ** 2 + (xx - 22) ** 2 <= 100
+    noisy = np.clip(np.where(disk, 0.65, 0.35) + 0.12 * rng.standard_normal(disk.shape), 0, 1)
+    return {
+        "a bright disk on a noisy background": (noisy, disk, _THRESHOLDS),
+        "a gradient image with an off-centre object": (xx / 49.0 * 0.7 + 0.3 * disk, disk, _THRESHOLDS),
+        "random values with a random target": (rng.random((20, 30)), rng.random((20, 30)) < 0.3, _THRESHOLDS),
+    }
+
+
+def _oracle_curve(x: np.ndarray, target: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    return classical.dice_curve(x, target, thresholds, "above")
+
+
+def _threshold_gives(t: float, d: float, curve: np.ndarray) -> bool:
+    j = np.flatnonzero(np.isclose(_THRESHOLDS, t))
+    return j.size > 0 and abs(curve[j[0]] - d) <= 1e-9
+
+
+def _oracle_right(got: tuple[float, float], curve: np.ndarray) -> bool:
+    t, d = got
+    return abs(d - curve.max()) <= 1e-9 and _threshold_gives(t, d, curve)
+
+
+def _oracle_hint(m: Mismatch) -> str:
+    t, d = m.got
+    if abs(d - m.want.max()) > 1e-9:
+        return (f"on {m.name} the best Dice over the thresholds is {m.want.max():.4f}, you returned {d:.4f}. "
+                "Loop over every threshold, build x > t, compute its Dice with the target and keep the largest.")
+    return (f"on {m.name} your Dice {d:.4f} is right but the threshold {t:g} does not give it: return the threshold "
+            "at which the best Dice occurs.")
 
 
 @checker
@@ -146,30 +200,9 @@ def check_oracle(fn: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float,
 
     Checked against :func:`unet_lib.classical.dice_curve` on three feature maps.
     """
-    from .. import classical
-
-    rng = np.random.default_rng(3)
-    yy, xx = np.mgrid[:40, :50]
-    disk = (yy - 18) ** 2 + (xx - 22) ** 2 <= 100
-    cases = {
-        "a bright disk on a noisy background": (np.clip(np.where(disk, 0.65, 0.35) + 0.12 * rng.standard_normal(disk.shape), 0, 1), disk),
-        "a gradient image with an off-centre object": (xx / 49.0 * 0.7 + 0.3 * disk, disk),
-        "random values with a random target": (rng.random((20, 30)), rng.random((20, 30)) < 0.3),
-    }
-    thresholds = np.linspace(0, 1, 41)
-    for name, (x, target) in cases.items():
-        curve = classical.dice_curve(x, target, thresholds, "above")
-        got = fn(x.copy(), target.copy(), thresholds.copy())
-        if not isinstance(got, (tuple, list)) or len(got) != 2:
-            return check(False, "", "return a pair (best_threshold, best_dice).")
-        t, d = _scalar(got[0]), _scalar(got[1])
-        if abs(d - curve.max()) > 1e-9:
-            return check(False, "", f"on {name} the best Dice over the thresholds is {curve.max():.4f}, you returned "
-                                    f"{d:.4f}. Loop over every threshold, build x > t, compute its Dice with the "
-                                    "target and keep the largest.")
-        j = np.flatnonzero(np.isclose(thresholds, t))
-        if j.size == 0 or abs(curve[j[0]] - d) > 1e-9:
-            return check(False, "", f"on {name} your Dice {d:.4f} is right but the threshold {t:g} does not give it: "
-                                    "return the threshold at which the best Dice occurs.")
-    return check(True, "your oracle finds the best threshold of each image. Remember that it reads the ground "
-                       "truth: it is a ceiling for thresholding, not a method.", "")
+    answer = pair(number(), number(), "a pair (best_threshold, best_dice)").judged_by(_oracle_right)
+    mismatch = first_mismatch(fn, _oracle_cases(), _oracle_curve, compare=answer, describe=_oracle_hint)
+    if mismatch is not None:
+        return mismatch
+    return correct("your oracle finds the best threshold of each image. Remember that it reads the ground "
+                   "truth: it is a ceiling for thresholding, not a method.")

@@ -15,7 +15,7 @@ import torch
 from ..instances import f1_from_iou
 from ..losses import weighted_cross_entropy
 from ..weights import border_term
-from ._core import Feedback, check, checker
+from ._core import Feedback, Mismatch, array, checker, correct, first_mismatch, not_yet, number, pair, scalar_tensor
 
 __all__ = ["check_weighted_cross_entropy", "check_border_term", "check_two_smallest", "check_object_f1"]
 
@@ -24,90 +24,124 @@ def _close(a, b, tol: float = 1e-5) -> bool:
     return bool(np.allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), rtol=tol, atol=tol))
 
 
+def _wce_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(4)
+    cases = {}
+    for b, h, w in [(1, 3, 4), (2, 5, 7), (3, 8, 6)]:
+        logits = torch.randn(b, 2, h, w, generator=gen) * 2
+        target = torch.randint(0, 2, (b, h, w), generator=gen)
+        unit, random = torch.ones(b, h, w), torch.rand(b, h, w, generator=gen) * 10 + 0.5
+        cases[f"logits of shape {(b, 2, h, w)} with unit weights"] = (logits, target, unit)
+        cases[f"logits of shape {(b, 2, h, w)} with a random weight map"] = (logits, target, random)
+    return cases
+
+
+def _wce_hint(m: Mismatch) -> str:
+    _, target, weight = m.args
+    out_v, ref_v = m.got, m.want
+    n, sw = target.numel(), float(weight.sum())
+    if _close(out_v, -ref_v):
+        return ("the sign is flipped: the paper's E = sum w log p is an energy to maximise "
+                "(it is <= 0); the loss to minimise is its negative.")
+    if _close(out_v, ref_v * n / sw):
+        return ("you divided by the sum of the weights: divide by the number of pixels N "
+                "instead, so the weights move the gradient without rescaling the loss.")
+    if _close(out_v, ref_v * n):
+        return ("you summed over the pixels: average instead (divide by the number of "
+                "pixels B*H*W), so the loss does not grow with the image size.")
+    if bool((weight == 1).all()):
+        return ("even with all weights equal to 1 the value differs from the usual "
+                "cross-entropy: take log_softmax over the class dimension (dim=1) and pick "
+                "the entry of the true class, e.g. log_p.gather(1, target[:, None]).")
+    return ("correct with unit weights but not with a weight map: multiply each pixel's "
+            "-log p by its own weight w(x) before averaging.")
+
+
 @checker
 def check_weighted_cross_entropy(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> Feedback:
     """Exercise 1: ``fn(logits (B, 2, H, W), target (B, H, W), weight (B, H, W)) -> scalar`` must equal
     ``-(1/N) sum_x w(x) log p_{l(x)}(x)`` (the paper's eq. 1 with a minus sign, averaged over pixels)."""
-    gen = torch.Generator().manual_seed(4)
-    for shape in [(1, 3, 4), (2, 5, 7), (3, 8, 6)]:
-        b, h, w = shape
-        logits = torch.randn(b, 2, h, w, generator=gen) * 2
-        target = torch.randint(0, 2, (b, h, w), generator=gen)
-        for weight in (torch.ones(b, h, w), torch.rand(b, h, w, generator=gen) * 10 + 0.5):
-            ref = weighted_cross_entropy(logits, target, weight)
-            out = fn(logits.clone(), target.clone(), weight.clone())
-            if not torch.is_tensor(out) or out.numel() != 1:
-                return Feedback(False, "return a scalar tensor (one number), e.g. loss.mean(); got "
-                                       f"{type(out).__name__} {tuple(out.shape) if torch.is_tensor(out) else ''}")
-            out_v, ref_v = float(out), float(ref)
-            if _close(out_v, ref_v):
-                continue
-            n, sw = target.numel(), float(weight.sum())
-            if _close(out_v, -ref_v):
-                return Feedback(False, "the sign is flipped: the paper's E = sum w log p is an energy to maximise "
-                                       "(it is <= 0); the loss to minimise is its negative.")
-            if _close(out_v, ref_v * n / sw):
-                return Feedback(False, "you divided by the sum of the weights: divide by the number of pixels N "
-                                       "instead, so the weights move the gradient without rescaling the loss.")
-            if _close(out_v, ref_v * n):
-                return Feedback(False, "you summed over the pixels: average instead (divide by the number of "
-                                       "pixels B*H*W), so the loss does not grow with the image size.")
-            if bool((weight == 1).all()):
-                return Feedback(False, "even with all weights equal to 1 the value differs from the usual "
-                                       "cross-entropy: take log_softmax over the class dimension (dim=1) and pick "
-                                       "the entry of the true class, e.g. log_p.gather(1, target[:, None]).")
-            return Feedback(False, "correct with unit weights but not with a weight map: multiply each pixel's "
-                                   "-log p by its own weight w(x) before averaging.")
-    return check(True, "your loss is -(1/N) sum_x w(x) log p_l(x)(x): sign and normalisation match.", "")
+    mismatch = first_mismatch(fn, _wce_cases(), lambda *args: float(weighted_cross_entropy(*args)),
+                              compare=scalar_tensor(tol=1e-5, rel_tol=1e-5), describe=_wce_hint)
+    if mismatch is not None:
+        return mismatch
+    return correct("your loss is -(1/N) sum_x w(x) log p_l(x)(x): sign and normalisation match.")
+
+
+def _border_cases() -> dict[str, tuple[np.ndarray, np.ndarray, float, float]]:
+    rng = np.random.default_rng(2)
+    cases = {}
+    for w0, sigma in [(10.0, 5.0), (3.0, 2.0), (10.0, 8.0)]:
+        d1 = rng.uniform(0, 12, (6, 7))
+        d2 = d1 + rng.uniform(0, 12, (6, 7))
+        cases[f"w0={w0}, sigma={sigma}"] = (d1, d2, w0, sigma)
+    return cases
+
+
+def _border_hint(m: Mismatch) -> str:
+    d1, d2, w0, sigma = m.args
+    out, ref = m.got, m.want
+    if out.shape != ref.shape:
+        return f"return one weight per pixel: expected shape {ref.shape}, got {out.shape}"
+    if _close(out, w0 * np.exp(-(d1 ** 2 + d2 ** 2) / (2 * sigma ** 2))):
+        return "you squared d1 and d2 separately: the paper squares their sum, (d1 + d2)**2."
+    if _close(out, w0 * np.exp(-(d1 + d2) ** 2 / sigma ** 2)) or _close(out, w0 * np.exp(-(d1 + d2) ** 2 / (2 * sigma))):
+        return "check the denominator: it is 2 * sigma**2."
+    if _close(out, w0 * np.exp(-(2 * d1) ** 2 / (2 * sigma ** 2))):
+        return "use both distances: d1 to the nearest and d2 to the second-nearest object."
+    return ("not yet equal to w0 * exp(-(d1 + d2)**2 / (2 * sigma**2)): compare a single pixel "
+            "by hand, e.g. d1 = d2 = 1, w0 = 10, sigma = 5 gives 9.231.")
 
 
 @checker
 def check_border_term(fn: Callable[..., np.ndarray]) -> Feedback:
     """Exercise 2: ``fn(d1, d2, w0, sigma)`` must return ``w0 * exp(-(d1 + d2)**2 / (2 sigma**2))``."""
-    rng = np.random.default_rng(2)
-    for w0, sigma in [(10.0, 5.0), (3.0, 2.0), (10.0, 8.0)]:
-        d1 = rng.uniform(0, 12, (6, 7))
-        d2 = d1 + rng.uniform(0, 12, (6, 7))
-        ref = border_term(d1, d2, w0, sigma)
-        out = np.asarray(fn(d1.copy(), d2.copy(), w0, sigma), dtype=np.float64)
-        if out.shape != ref.shape:
-            return Feedback(False, f"return one weight per pixel: expected shape {ref.shape}, got {out.shape}")
-        if _close(out, ref):
-            continue
-        if _close(out, w0 * np.exp(-(d1 ** 2 + d2 ** 2) / (2 * sigma ** 2))):
-            return Feedback(False, "you squared d1 and d2 separately: the paper squares their sum, (d1 + d2)**2.")
-        if _close(out, w0 * np.exp(-(d1 + d2) ** 2 / sigma ** 2)) or _close(out, w0 * np.exp(-(d1 + d2) ** 2 / (2 * sigma))):
-            return Feedback(False, "check the denominator: it is 2 * sigma**2.")
-        if _close(out, w0 * np.exp(-(2 * d1) ** 2 / (2 * sigma ** 2))):
-            return Feedback(False, "use both distances: d1 to the nearest and d2 to the second-nearest object.")
-        return Feedback(False, "not yet equal to w0 * exp(-(d1 + d2)**2 / (2 * sigma**2)): compare a single pixel "
-                               "by hand, e.g. d1 = d2 = 1, w0 = 10, sigma = 5 gives 9.231.")
-    return check(True, "w0 * exp(-(d1 + d2)^2 / (2 sigma^2)): at d1 = d2 = 1 that is 92 % of w0, at d1 + d2 = 20 "
-                       "it is already below 0.004.", "")
+    mismatch = first_mismatch(fn, _border_cases(), border_term, compare=array(tol=1e-5), describe=_border_hint)
+    if mismatch is not None:
+        return mismatch
+    return correct("w0 * exp(-(d1 + d2)^2 / (2 sigma^2)): at d1 = d2 = 1 that is 92 % of w0, at d1 + d2 = 20 "
+                   "it is already below 0.004.")
 
 
 @checker
 def check_two_smallest(fn: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple]) -> Feedback:
-    """Exercise 3: ``fn(d1, d2, d) -> (d1_new, d2_new)`` keeps the two smallest distances per pixel."""
+    """Exercise 3: ``fn(d1, d2, d) -> (d1_new, d2_new)`` keeps the two smallest distances per pixel.
+
+    Not a :func:`first_mismatch` loop: each call continues from the arrays the previous call returned.
+    """
     rng = np.random.default_rng(3)
     stack = rng.uniform(0, 20, (6, 5, 4))
     stack[2, 0, 0] = stack[1, 0, 0]                     # a tie
+    answer = pair(array(), array(), "a tuple (d1_new, d2_new) of two arrays")
     d1, d2 = np.full((5, 4), np.inf), np.full((5, 4), np.inf)
     for k, d in enumerate(stack):
-        out = fn(d1.copy(), d2.copy(), d.copy())
-        if not (isinstance(out, tuple) and len(out) == 2):
-            return Feedback(False, "return a tuple (d1_new, d2_new) of two arrays.")
-        d1, d2 = (np.asarray(o, dtype=np.float64) for o in out)
+        d1, d2 = answer.read(fn(d1.copy(), d2.copy(), d.copy()))
         ref = np.sort(stack[:k + 1], axis=0)
         ref1, ref2 = ref[0], ref[1] if k else np.full((5, 4), np.inf)
         if not np.array_equal(d1, ref1):
-            return Feedback(False, f"after {k + 1} objects d1 is not the smallest distance: d1_new = min(d1, d).")
+            return not_yet(f"after {k + 1} objects d1 is not the smallest distance: d1_new = min(d1, d).")
         if not np.array_equal(d2, ref2):
-            return Feedback(False, f"after {k + 1} objects d2 is not the second-smallest distance. Where d is the "
-                                   "new nearest (d < d1), the old d1 becomes the second: d2_new = d1; elsewhere "
-                                   "d2_new = min(d2, d).")
-    return check(True, "one pass over the objects, two arrays of memory: this is how border_weight_map avoids "
-                       "sorting N distance maps.", "")
+            return not_yet(f"after {k + 1} objects d2 is not the second-smallest distance. Where d is the "
+                           "new nearest (d < d1), the old d1 becomes the second: d2_new = d1; elsewhere "
+                           "d2_new = min(d2, d).")
+    return correct("one pass over the objects, two arrays of memory: this is how border_weight_map avoids "
+                   "sorting N distance maps.")
+
+
+def _f1_hint(m: Mismatch) -> str:
+    iou, threshold = m.args
+    out, ref = m.got, m.want
+    p, t = iou.shape
+    if p == 0:
+        return "with no predictions and 3 true objects, TP = 0, FP = 0, FN = 3, so F1 = 0."
+    many = int((iou >= threshold).sum())
+    if abs(out - 2 * many / (p + t)) < 1e-9:
+        return ("a prediction (or a true object) may be matched only once: count pairs one-to-one "
+                "(greedy from the highest IoU works), not every entry above the threshold.")
+    if abs(out - 2 * int((iou > threshold).sum()) / (p + t)) < 1e-9:
+        return "a match needs IoU >= threshold (greater than *or equal*)."
+    return (f"for {m.name} expected F1 = {ref:.4f}, got {out:.4f}."
+            " Use F1 = 2 TP / (2 TP + FP + FN) with FP = P - TP and FN = T - TP.")
 
 
 @checker
@@ -121,21 +155,11 @@ def check_object_f1(fn: Callable[..., float]) -> Feedback:
         (np.array([[0.8, 0.0], [0.0, 0.6]]), 0.7),
         (np.zeros((0, 3)), 0.5),                                    # nothing predicted
     ]
-    for iou, threshold in cases:
-        ref = f1_from_iou(iou, threshold)
-        out = float(fn(iou.copy(), threshold))
-        if abs(out - ref) < 1e-9:
-            continue
-        p, t = iou.shape
-        if p == 0:
-            return Feedback(False, "with no predictions and 3 true objects, TP = 0, FP = 0, FN = 3, so F1 = 0.")
-        many = int((iou >= threshold).sum())
-        if abs(out - 2 * many / (p + t)) < 1e-9:
-            return Feedback(False, "a prediction (or a true object) may be matched only once: count pairs one-to-one "
-                                   "(greedy from the highest IoU works), not every entry above the threshold.")
-        if abs(out - 2 * int((iou > threshold).sum()) / (p + t)) < 1e-9:
-            return Feedback(False, "a match needs IoU >= threshold (greater than *or equal*).")
-        return Feedback(False, f"for iou={iou.tolist()} and threshold {threshold} expected F1 = {ref:.4f}, got {out:.4f}."
-                               " Use F1 = 2 TP / (2 TP + FP + FN) with FP = P - TP and FN = T - TP.")
-    return check(True, "F1 over objects with one-to-one matching at IoU >= 0.5: a merged pair of nuclei costs one "
-                       "FN (and often an FP), however good its pixel Dice.", "")
+    named = {f"iou={iou.tolist()} and threshold {threshold}": (iou, threshold) for iou, threshold in cases}
+    mismatch = first_mismatch(fn, named, f1_from_iou, compare=number(tol=1e-9), describe=_f1_hint,
+                              nan_hint="With no predictions F1 is 0 (TP = FP = 0, FN = 3), not 0 / 0: compute "
+                                       "2 TP / (2 TP + FP + FN) rather than from precision and recall.")
+    if mismatch is not None:
+        return mismatch
+    return correct("F1 over objects with one-to-one matching at IoU >= 0.5: a merged pair of nuclei costs one "
+                   "FN (and often an FP), however good its pixel Dice.")
