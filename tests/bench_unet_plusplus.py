@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's unet_lib
 
-from unet_lib.models import count_parameters  # noqa: E402
-from unet_lib.models.unet_plusplus import UNetPlusPlus, count_macs, latency_ratios  # noqa: E402
+from unet_lib.measure import count_macs, count_parameters, latency_ratios  # noqa: E402
+from unet_lib.models import UNetPlusPlus  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

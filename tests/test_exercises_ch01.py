@@ -4,7 +4,7 @@ import pytest
 from skimage import filters
 
 from unet_lib import classical, metrics
-from unet_lib.exercises import ch01
+from unet_lib.exercises import Feedback, ch01
 
 
 def _not_implemented(*args):
@@ -102,3 +102,53 @@ def test_oracle_checker():
     for wrong in (below, wrong_t, lambda x, t, th: 0.5, _not_implemented):
         fb = ch01.check_oracle(wrong)
         assert not fb and fb.message
+
+
+# -- unusable answers: None, nan and a wrong type are "not yet" with the problem named -----------
+def check_dice(fn):
+    return ch01.check_dice_iou(fn, _iou)
+
+
+def check_iou(fn):
+    return ch01.check_dice_iou(_dice, fn)
+
+
+BAD_ANSWERS = {
+    "None": (lambda *args, **kwargs: None, "returned None"),
+    "nan": (lambda *args, **kwargs: float("nan"), "returned nan (not a number)"),
+    "a string": (lambda *args, **kwargs: "0.5", "returned a str ('0.5')"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_ANSWERS)
+@pytest.mark.parametrize("check", [check_dice, check_iou, ch01.check_all_foreground_dice, ch01.check_otsu,
+                                   ch01.check_oracle], ids=lambda check: check.__name__)
+def test_unusable_answers_are_named(check, bad):
+    fn, problem = BAD_ANSWERS[bad]
+    fb = check(fn)
+    assert isinstance(fb, Feedback) and not fb and str(fb).startswith("Not yet: ")
+    assert problem in fb.message and "raised" not in fb.message    # the checker itself never crashes
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_all_foreground_checker_rejects_nan_and_none():
+    # abs(nan - want) > tol is False: a nan must still never pass
+    def nan_at_one(f):
+        return np.float64(0) / np.float64(0) if f == 1.0 else 2 * f / (1 + f)
+
+    nan_at_one = ch01.check_all_foreground_dice(nan_at_one)
+    assert not nan_at_one and "for f=1.0" in nan_at_one.message and "nan" in nan_at_one.message
+    forgot_return = ch01.check_all_foreground_dice(lambda f: print(2 * f / (1 + f)))
+    assert not forgot_return and "returned None; it should return a float" in forgot_return.message
+    as_text = ch01.check_all_foreground_dice(lambda f: f"{2 * f / (1 + f):.4f}")
+    assert not as_text and "returned a str ('0.6667'); it should return a float" in as_text.message
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_dice_iou_checker_names_the_nan_of_both_masks_empty():
+    no_empty_rule = lambda p, t: 2 * (p & t).sum() / (p.sum() + t.sum())  # noqa: E731
+    fb = ch01.check_dice_iou(no_empty_rule, _iou)
+    assert not fb and fb.message.startswith("for both masks empty your Dice function returned nan")
+    assert "return 1.0" in fb.message
+    fb = ch01.check_dice_iou(_dice, lambda p, t: (p & t).sum() / (p | t).sum())
+    assert not fb and "your IoU function returned nan" in fb.message

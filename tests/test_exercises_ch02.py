@@ -1,8 +1,9 @@
 """The chapter 02 checkers accept the reference answers and reject typical mistakes."""
 import numpy as np
+import pytest
 import torch
 
-from unet_lib.exercises import ch02
+from unet_lib.exercises import Feedback, ch02
 from unet_lib.models import FCN, count_parameters
 from unet_lib.models.fcn import bilinear_kernel, receptive_field
 
@@ -63,6 +64,35 @@ def test_skip_parameters_checker():
     assert ch02.check_skip_parameters(ch02.skip_parameters)
     fb = ch02.check_skip_parameters(lambda f, k, v: ch02.skip_parameters(f, k, "16s") if v != "32s" else 0)
     assert not fb and "pool3" in fb.message
-    no_bias = lambda f, k, v: {"32s": 0, "16s": 8 * f * k + 16 * k * k, "8s": 12 * f * k + 32 * k * k}[v]
+    no_bias = lambda f, k, v: {"32s": 0, "16s": 8 * f * k + 16 * k * k, "8s": 12 * f * k + 32 * k * k}[v]  # noqa: E731
     assert not ch02.check_skip_parameters(no_bias)
     assert not ch02.check_skip_parameters(lambda f, k, v: torch.tensor(1.0) / 0)  # an exception is feedback
+
+
+# -- unusable answers: None, nan and a wrong type are "not yet" with the problem named -----------
+BAD_ANSWERS = {
+    "None": (lambda *args, **kwargs: None, "returned None"),
+    "nan": (lambda *args, **kwargs: float("nan"), "returned nan (not a number)"),
+    "a string": (lambda *args, **kwargs: "0.5", "returned a str ('0.5')"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_ANSWERS)
+@pytest.mark.parametrize("check", [ch02.check_bilinear_kernel,
+                                   ch02.check_receptive_field,
+                                   ch02.check_skip_parameters],
+                         ids=lambda check: check.__name__)
+def test_unusable_answers_are_named(check, bad):
+    fn, problem = BAD_ANSWERS[bad]
+    fb = check(fn)
+    assert isinstance(fb, Feedback) and not fb and str(fb).startswith("Not yet: ")
+    assert problem in fb.message and "raised" not in fb.message    # the checker itself never crashes
+
+
+def test_wrong_types_and_shapes_are_named():
+    fb = ch02.check_bilinear_kernel(lambda f: np.ones(3))
+    assert not fb and "got shape (3,)" in fb.message                     # the shape hint, not a crash on .T
+    fb = ch02.check_receptive_field(lambda layers: receptive_field(layers)[0])
+    assert not fb and "it should return a pair (receptive_field, output_stride)" in fb.message
+    fb = ch02.check_skip_parameters(lambda f, k, v: ch02.skip_parameters(f, k, v) + 0.5)
+    assert not fb and "it should return an int (a whole number)" in fb.message   # no longer truncated by int()

@@ -1,10 +1,12 @@
 """The chapter 05 checkers accept the reference answers and reject typical mistakes."""
+import pytest
 import torch
 from torch import nn
 
 from unet_lib import losses
-from unet_lib.exercises import ch05
-from unet_lib.models.unet_plusplus import count_macs, nested_nodes
+from unet_lib.exercises import Feedback, ch05
+from unet_lib.measure import count_macs
+from unet_lib.models.unet_plusplus import nested_nodes
 
 
 def not_implemented(*args):
@@ -93,3 +95,33 @@ def test_count_macs_checker():
     for wrong in (conv_only, transposed_like_conv, per_batch, not_implemented):
         fb = ch05.check_count_macs(wrong)
         assert not fb and fb.message
+
+
+# -- unusable answers: None, nan and a wrong type are "not yet" with the problem named -----------
+BAD_ANSWERS = {
+    "None": (lambda *args, **kwargs: None, "returned None"),
+    "nan": (lambda *args, **kwargs: float("nan"), "returned nan (not a number)"),
+    "a string": (lambda *args, **kwargs: "0.5", "returned a str ('0.5')"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_ANSWERS)
+@pytest.mark.parametrize("check", [ch05.check_node_in_channels,
+                                   ch05.check_pruned_nodes,
+                                   ch05.check_deep_supervision_loss,
+                                   ch05.check_count_macs],
+                         ids=lambda check: check.__name__)
+def test_unusable_answers_are_named(check, bad):
+    fn, problem = BAD_ANSWERS[bad]
+    fb = check(fn)
+    assert isinstance(fb, Feedback) and not fb and str(fb).startswith("Not yet: ")
+    assert problem in fb.message and "raised" not in fb.message    # the checker itself never crashes
+
+
+def test_wrong_types_are_named():
+    fb = ch05.check_deep_supervision_loss(lambda outs, t, fn: [fn(o, t) for o in outs])
+    assert not fb and "returned a list [a tensor (" in fb.message and "scalar tensor" in fb.message
+    fb = ch05.check_pruned_nodes(lambda depth: depth)
+    assert not fb and "returned an int (1)" in fb.message and "(i, j) pairs" in fb.message
+    fb = ch05.check_count_macs(lambda model, size: float(count_macs(model, size)) + 0.5)
+    assert not fb and "whole number" in fb.message

@@ -1,7 +1,8 @@
 """The chapter 06 checkers accept right answers and reject typical mistakes."""
+import pytest
 import torch
 
-from unet_lib.exercises import ch06
+from unet_lib.exercises import Feedback, ch06
 
 
 def not_implemented(*args):
@@ -108,3 +109,47 @@ def test_gate_checker():
     for wrong in (minus_inf, too_mild, gates_everything, not_implemented):
         fb = ch06.check_gate(wrong)
         assert not fb and fb.message
+
+
+# -- unusable answers: None, nan and a wrong type are "not yet" with the problem named -----------
+BAD_ANSWERS = {
+    "None": (lambda *args, **kwargs: None, "returned None"),
+    "nan": (lambda *args, **kwargs: float("nan"), "returned nan (not a number)"),
+    "a string": (lambda *args, **kwargs: "0.5", "returned a str ('0.5')"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_ANSWERS)
+@pytest.mark.parametrize("check", [ch06.check_skip_sources,
+                                   ch06.check_decoder_parameters,
+                                   ch06.check_soft_iou_loss,
+                                   ch06.check_gate],
+                         ids=lambda check: check.__name__)
+def test_unusable_answers_are_named(check, bad):
+    fn, problem = BAD_ANSWERS[bad]
+    fb = check(fn)
+    assert isinstance(fb, Feedback) and not fb and str(fb).startswith("Not yet: ")
+    assert problem in fb.message and "raised" not in fb.message    # the checker itself never crashes
+
+
+def test_soft_iou_loss_checker_rejects_nan_and_none():
+    def smooth_only_where_nonempty(p, t):  # right, except 0 / 0 = nan on the empty images
+        inter, union = (p * t).sum((2, 3)), (p + t - p * t).sum((2, 3))
+        return (1 - torch.where(union > 0, (inter + 1) / (union + 1), inter / union)).mean()
+
+    fb = ch06.check_soft_iou_loss(smooth_only_where_nonempty)
+    assert not fb and fb.message.startswith("for an empty target predicted empty your function returned nan")
+    assert "smooth = 1" in fb.message
+    fb = ch06.check_soft_iou_loss(lambda p, t: None)
+    assert not fb and "returned None; it should return a float" in fb.message
+    fb = ch06.check_soft_iou_loss(lambda p, t: 1 - (p * t).sum((2, 3)) / (p + t - p * t).sum((2, 3)).clamp_min(1))
+    assert not fb and "returned a tensor of shape" in fb.message        # one loss per image, not averaged
+    assert ch06.check_soft_iou_loss(lambda p, t: float(1 - ((p * t).sum((2, 3)) + 1).div(
+        (p + t - p * t).sum((2, 3)) + 1).mean()))                        # a float is as good as a tensor
+
+
+def test_gate_checker_names_wrong_types():
+    fb = ch06.check_gate(lambda logits, cls_logits: logits.numpy())
+    assert not fb and "returned a numpy array of shape (4, 1, 6, 6); it should return a torch.Tensor" in fb.message
+    fb = ch06.check_gate(lambda logits, cls_logits: logits * float("nan"))
+    assert not fb and "nan" in fb.message

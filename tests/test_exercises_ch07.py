@@ -1,8 +1,9 @@
 """The chapter 07 checkers accept the reference answers and reject typical mistakes."""
 import numpy as np
+import pytest
 
-from unet_lib import compare
-from unet_lib.exercises import ch07
+from unet_lib import compare, metrics
+from unet_lib.exercises import Feedback, ch07
 
 
 def reference_interval(a, b, n_boot=2000, seed=0):
@@ -24,7 +25,8 @@ def test_paired_interval_checker():
     def unpaired(a, b, n_boot=2000, seed=0):  # resamples a and b independently
         rng = np.random.default_rng(seed)
         a, b = np.asarray(a), np.asarray(b)
-        means = a[rng.integers(0, a.size, (n_boot, a.size))].mean(1) - b[rng.integers(0, b.size, (n_boot, b.size))].mean(1)
+        means = (a[rng.integers(0, a.size, (n_boot, a.size))].mean(1)
+                 - b[rng.integers(0, b.size, (n_boot, b.size))].mean(1))
         return tuple(np.quantile(means, [0.025, 0.975]))
 
     def unseeded(a, b, n_boot=2000, seed=0):
@@ -40,8 +42,7 @@ def test_paired_interval_checker():
 
 
 def test_pooled_dice_checker():
-    assert ch07.check_pooled_dice(ch07.pooled_dice)
-    from unet_lib import metrics
+    assert ch07.check_pooled_dice(metrics.pooled_dice)
 
     def per_image_mean(p, t):
         return float(metrics.dice(p, t).mean())
@@ -61,7 +62,7 @@ def test_pooled_dice_checker():
 
 
 def test_dice_by_size_checker():
-    assert ch07.check_dice_by_size(ch07.dice_by_size)
+    assert ch07.check_dice_by_size(compare.dice_by_size)
 
     def edges_in_lower_stratum(dice, fractions, edges=(0.05, 0.20)):
         f, d = np.asarray(fractions), np.asarray(dice)
@@ -69,12 +70,43 @@ def test_dice_by_size_checker():
         return {s: float(d[labels == s].mean()) for s in ("small", "medium", "large") if (labels == s).any()}
 
     def fixed_edges(dice, fractions, edges=(0.05, 0.20)):
-        return ch07.dice_by_size(dice, fractions)
+        return compare.dice_by_size(dice, fractions)
 
     def keeps_empty_strata(dice, fractions, edges=(0.05, 0.20)):
         out = {"small": float("nan"), "medium": float("nan"), "large": float("nan")}
-        return {**out, **ch07.dice_by_size(dice, fractions, edges)}
+        return {**out, **compare.dice_by_size(dice, fractions, edges)}
 
     for wrong in (edges_in_lower_stratum, fixed_edges, keeps_empty_strata, lambda d, f, edges=None: [1, 2, 3]):
         fb = ch07.check_dice_by_size(wrong)
         assert not fb and fb.message
+
+
+# -- unusable answers: None, nan and a wrong type are "not yet" with the problem named -----------
+BAD_ANSWERS = {
+    "None": (lambda *args, **kwargs: None, "returned None"),
+    "nan": (lambda *args, **kwargs: float("nan"), "returned nan (not a number)"),
+    "a string": (lambda *args, **kwargs: "0.5", "returned a str ('0.5')"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_ANSWERS)
+@pytest.mark.parametrize("check", [ch07.check_paired_interval,
+                                   ch07.check_pooled_dice,
+                                   ch07.check_dice_by_size],
+                         ids=lambda check: check.__name__)
+def test_unusable_answers_are_named(check, bad):
+    fn, problem = BAD_ANSWERS[bad]
+    fb = check(fn)
+    assert isinstance(fb, Feedback) and not fb and str(fb).startswith("Not yet: ")
+    assert problem in fb.message and "raised" not in fb.message    # the checker itself never crashes
+
+
+def test_wrong_types_are_named():
+    fb = ch07.check_paired_interval(lambda a, b, n_boot=2000, seed=0: float(np.mean(a) - np.mean(b)))
+    assert not fb and "it should return a pair (low, high) of floats" in fb.message
+    as_array = lambda a, b, n_boot=2000, seed=0: np.asarray(reference_interval(a, b, n_boot, seed))  # noqa: E731
+    assert ch07.check_paired_interval(as_array)
+    fb = ch07.check_pooled_dice(lambda p, t: metrics.dice(p, t))
+    assert not fb and "returned a tensor of shape (2,); it should return a float" in fb.message
+    fb = ch07.check_dice_by_size(lambda d, f, edges=(0.05, 0.20): list(compare.dice_by_size(d, f, edges).values()))
+    assert not fb and "returned a list" in fb.message and "it should return a dict" in fb.message

@@ -1,12 +1,15 @@
-"""Tests for unet_lib.exercises._core: the Feedback object and the checker decorator."""
+"""Tests for unet_lib.exercises._core: the Feedback object, the checker decorator and the case loop."""
 from __future__ import annotations
 
 import dataclasses
 import inspect
 
+import numpy as np
 import pytest
+import torch
 
-from unet_lib.exercises import Feedback, check, checker
+from unet_lib.exercises import Feedback, checker, correct, first_mismatch, not_yet
+from unet_lib.exercises._core import Mismatch, array, integer, number, optional, pair, scalar_tensor, tensor
 
 
 def test_feedback_truthiness_and_text():
@@ -32,11 +35,10 @@ def test_feedback_is_frozen():
         Feedback(True, "x").ok = False
 
 
-def test_check():
-    assert check(True, "right", "hint") == Feedback(True, "right")
-    assert check(False, "right", "hint") == Feedback(False, "hint")
-    assert check(1 == 1.0, "r", "h").ok is True
-    assert check(0, "r", "h").ok is False
+def test_correct_and_not_yet():
+    assert correct("right") == Feedback(True, "right") and correct("right")
+    assert not_yet("hint") == Feedback(False, "hint") and not not_yet("hint")
+    assert str(correct("right")) == "Correct! right" and str(not_yet("hint")) == "Not yet: hint"
 
 
 def _reference(x):
@@ -46,13 +48,20 @@ def _reference(x):
 @checker
 def check_double(fn):
     """Checks a doubling function."""
-    return check(all(fn(x) == _reference(x) for x in (0, 1, 5)), "doubles", "multiply by 2")
+    return correct("doubles") if all(fn(x) == _reference(x) for x in (0, 1, 5)) else not_yet("multiply by 2")
 
 
 def test_checker_passes_results_through():
     assert check_double(lambda x: x + x) == Feedback(True, "doubles")
     assert check_double(lambda x: x + 1) == Feedback(False, "multiply by 2")
     assert check_double.__name__ == "check_double" and check_double.__doc__ == "Checks a doubling function."
+
+
+def test_feedback_carries_the_checker_name_outside_equality():
+    fb = check_double(lambda x: x + x)
+    assert fb.name == "check_double" and fb == Feedback(True, "doubles")
+    assert check_double(lambda x: 1 / 0).name == "check_double"
+    assert Feedback(True, "x").name == ""
 
 
 def test_checker_turns_not_implemented_into_feedback():
@@ -83,3 +92,123 @@ def test_checker_does_not_swallow_keyboard_interrupt():
 
     with pytest.raises(KeyboardInterrupt):
         interrupted()
+
+
+# -- first_mismatch: the case loop ----------------------------------------------------------------
+CASES = {"x=1": (1.0,), "x=2.5": (2.5,), "x=0": (0.0,)}
+
+
+@checker
+def check_half(fn):
+    """A checker written in the book's idiom."""
+    mismatch = first_mismatch(fn, CASES, lambda x: x / 2, describe=lambda m: f"for {m.name} halve: {m.want:.2f}")
+    if mismatch is not None:
+        return mismatch
+    return correct("halves")
+
+
+def test_first_mismatch_accepts_numbers_of_every_kind():
+    for right in (lambda x: x / 2, lambda x: np.float32(x / 2), lambda x: torch.tensor(x / 2),
+                  lambda x: np.array([x / 2]), lambda x: torch.tensor([[x / 2]], requires_grad=True)):
+        assert check_half(right) == Feedback(True, "halves")
+
+
+def test_first_mismatch_names_the_first_wrong_case_with_the_checkers_hint():
+    fb = check_half(lambda x: x / 2 if x != 2.5 else 1.0)
+    assert fb == Feedback(False, "for x=2.5 halve: 1.25")
+
+
+@pytest.mark.parametrize("answer, problem", [
+    (None, "returned None; it should return a float. Is a `return` missing?"),
+    (float("nan"), "returned nan (not a number); it should return a float"),
+    (np.float32("nan"), "returned nan (not a number)"),
+    (torch.tensor(float("nan")), "returned nan (not a number)"),
+    ("0.5", "returned a str ('0.5'); it should return a float"),
+    (True, "returned a bool (True); it should return a float"),
+    ([0.5], "returned a list [0.5]; it should return a float"),
+    (np.zeros(2), "returned a numpy array of shape (2,); it should return a float"),
+    (torch.zeros(2, 3), "returned a tensor of shape (2, 3); it should return a float"),
+    ({"a": 1}, "returned a dict with the keys ['a']; it should return a float"),
+])
+def test_unusable_answers_are_not_yet_with_the_problem_named(answer, problem):
+    fb = check_half(lambda x: answer)
+    assert isinstance(fb, Feedback) and not fb
+    assert fb.message.startswith("for x=1 your function ") and problem in fb.message
+    assert "Correct" not in str(fb) and "raised" not in fb.message     # never a crash inside the checker
+
+
+def test_first_mismatch_options():
+    cases = {"a": (1, 2), "b": (3, 4)}
+    add = lambda a, b: a + b  # noqa: E731
+    assert first_mismatch(add, cases, [3, 7], compare=integer()) is None              # expected values, in order
+    fb = first_mismatch(add, cases, [3, 8], compare=integer())
+    assert fb == Feedback(False, "for b expected 8, got 7.")                           # the default message
+    fb = first_mismatch(lambda a, b: float("nan"), cases, add, nan_hint="Mind 0 / 0.", who="your sum")
+    assert fb.message.startswith("for a your sum returned nan") and fb.message.endswith(" Mind 0 / 0.")
+    assert first_mismatch(lambda a, b: None, cases, add, nan_hint="Mind 0 / 0.").message.count("Mind") == 0
+    with pytest.raises(ValueError):
+        first_mismatch(add, cases, [3])
+
+
+def test_first_mismatch_hands_describe_a_read_answer_and_copies_of_the_arguments():
+    seen = []
+
+    def describe(m: Mismatch) -> str:
+        seen.append(m)
+        return "wrong"
+
+    x = np.arange(4.0)
+
+    def vandal(a):
+        a[:] = 0                            # the student's function modifies its input
+        return a.tolist()                   # and returns a list: read as an array
+
+    assert first_mismatch(vandal, {"x": (x,)}, lambda a: a * 2, compare=array(), describe=describe) == not_yet("wrong")
+    (m,) = seen
+    assert m.name == "x" and m.args[0] is x and x.tolist() == [0, 1, 2, 3]
+    assert isinstance(m.got, np.ndarray) and m.got.tolist() == [0, 0, 0, 0] and m.want.tolist() == [0, 2, 4, 6]
+
+
+def test_a_wrong_type_never_reaches_the_checkers_format_strings():
+    # describe formats with :.4f; None or a string must not turn into "unsupported format string ..."
+    @checker
+    def check_format(fn):
+        mismatch = first_mismatch(fn, {"x=1": (1.0,)}, lambda x: x, describe=lambda m: f"got {m.got:.4f}")
+        return mismatch if mismatch is not None else correct("ok")
+
+    for answer in (None, "1", [1.0, 2.0], object()):
+        fb = check_format(lambda x: answer)
+        assert not fb and "format" not in fb.message and "raised" not in fb.message
+
+
+@checker
+def check_int(fn, answer=None):
+    """Reads one answer directly, as a multi-step checker does: a BadAnswer becomes "not yet"."""
+    (answer or integer()).read(fn())
+    return correct("read")
+
+
+def test_answers_read_and_compare():
+    assert number().read(np.int64(3)) == 3.0 and number().same(0.1 + 0.2, 0.3) and not number().same(0.3, 0.31)
+    assert number(tol=0, rel_tol=1e-3).same(1000.5, 1000) and number().same(float("inf"), float("inf"))
+    assert integer().read(31030658.0) == 31030658 and integer().read(torch.tensor(7)) == 7
+    assert "returned a float (17829.5); it should return an int (a whole number)" in check_int(lambda: 17829.5).message
+    assert array().read([[1, 2], [3, 4]]).shape == (2, 2) and not array().same(np.zeros(3), np.zeros((3, 1)))
+    assert array(exact=True).same(np.array([np.inf, 1.0]), np.array([np.inf, 1.0]))
+    assert "shape (3, 1)" in array().explain(np.zeros(3), np.zeros((3, 1)))
+    assert "returned a list [None, 1.0]; it should return an array" in check_int(lambda: [None, 1.0], array()).message
+    assert tensor().same(torch.ones(2), torch.ones(2, dtype=torch.float64))
+    assert not tensor().same(torch.ones(2), torch.ones(3))
+    assert pair(integer(), integer()).read(np.array([3, 4])) == (3, 4)
+    assert optional(integer()).read(None) is None and optional(integer()).same(None, None)
+    assert not optional(integer()).same(3, None) and not optional(integer()).same(None, 3)
+    assert scalar_tensor().read(torch.tensor([0.5])) == 0.5
+    assert "scalar tensor" in check_int(lambda: 0.5, scalar_tensor()).message
+
+
+def test_checker_turns_bad_answers_into_not_yet():
+    assert check_int(lambda: 3) == Feedback(True, "read")
+    fb = check_int(lambda: None)
+    assert not fb and fb.message == "your function returned None; it should return an int (a whole number). " \
+                                    "Is a `return` missing?"
+    assert "nan" in check_int(lambda: float("nan")).message

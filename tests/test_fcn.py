@@ -5,8 +5,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from unet_lib.models import FCN, count_parameters
-from unet_lib.models.fcn import (BilinearUpsample, bilinear_kernel, crop, receptive_field, receptive_field_table,
-                                 vgg16_layers)
+from unet_lib.models.fcn import (
+    BilinearUpsample,
+    bilinear_kernel,
+    crop,
+    receptive_field,
+    receptive_field_table,
+    vgg16_layers,
+)
 
 VARIANTS = ("32s", "16s", "8s")
 
@@ -215,3 +221,5 @@ def test_bad_arguments_fail_with_a_fix():
         FCN(3, 1, features=0)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         FCN(3, 1, features=2)(torch.zeros(1, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"input height 0 \(of shape \(1, 3, 0, 5\)\) is too small for FCN-8s.*empty"):
+        FCN(3, 1, features=2)(torch.zeros(1, 3, 0, 5))

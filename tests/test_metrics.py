@@ -186,3 +186,39 @@ def test_summarize_edge_cases():
 
 def test_all_metrics_come_from_one_confusion():
     assert set(metrics.__all__) >= {"confusion", "dice", "iou", "precision", "recall", "binarize", "summarize"}
+
+
+def test_pooled_dice_hand_counted():
+    # the batch of test_per_image_batch pooled: TP = 3 + 4 + 0, FP = 2 + 0 + 1, FN = 1 + 0 + 1
+    p2, t2 = np.zeros((3, 4), bool), np.zeros((3, 4), bool)
+    p2[0, 0], t2[2, 3] = True, True
+    pred, target = np.stack([PRED, TARGET, p2]), np.stack([TARGET, TARGET, t2])
+    pooled = metrics.pooled_dice(pred, target)
+    assert isinstance(pooled, float)
+    assert pooled == pytest.approx(2 * 7 / (2 * 7 + 3 + 2))                      # 14/19 = 0.737
+    assert dice(pred, target).mean().item() == pytest.approx((6 / 9 + 1 + 0) / 3)  # the mean per image: 5/9
+    assert metrics.pooled_dice(PRED, TARGET) == pytest.approx(6 / 9)              # one image: the same as dice
+    # numpy, torch and (B, 1, H, W) inputs give the same number
+    assert metrics.pooled_dice(torch.from_numpy(pred)[:, None], torch.from_numpy(target)[:, None]) == pooled
+
+
+def test_pooled_dice_is_dominated_by_large_objects():
+    target = np.zeros((2, 20, 20), bool)
+    target[0, 2:18, 2:18] = True              # 256 pixels, found exactly
+    target[1, 5:7, 5:7] = True                # 4 pixels, missed entirely
+    pred = target.copy()
+    pred[1] = False
+    assert metrics.pooled_dice(pred, target) == pytest.approx(2 * 256 / (2 * 256 + 4))   # 0.992
+    assert dice(pred, target).tolist() == [1.0, 0.0]                                     # mean 0.5
+
+
+def test_pooled_dice_empty_conventions():
+    empty, full = np.zeros((3, 4, 4), bool), np.ones((3, 4, 4), bool)
+    assert metrics.pooled_dice(empty, empty) == 1.0      # nothing to find, nothing found
+    assert metrics.pooled_dice(empty, full) == 0.0
+    assert metrics.pooled_dice(full, empty) == 0.0
+    # an empty image in a set does not count as a perfect image: it adds nothing to the pooled counts
+    target, pred = np.zeros((2, 4, 4), bool), np.zeros((2, 4, 4), bool)
+    target[0, 0, :2], pred[0, 0, 1:3] = True, True                  # image 0: TP = 1, FP = 1, FN = 1; image 1 empty
+    assert metrics.pooled_dice(pred, target) == pytest.approx(2 * 1 / (2 * 1 + 1 + 1))   # 0.5
+    assert dice(pred, target).mean().item() == pytest.approx(0.75)                       # (0.5 + 1) / 2

@@ -1,4 +1,4 @@
-"""Tests for unet_lib.models.unet, unet_lib.models.blocks and the counting helpers of unet_lib.models.
+"""Tests for unet_lib.models.unet and unet_lib.models.blocks (the counting helpers: tests/test_measure.py).
 
 The structural facts come from the 2015 paper (Ronneberger et al., Fig. 1) and DESIGN section 3;
 the parameter counts are recomputed here by hand, layer by layer, as an independent reference.
@@ -9,9 +9,18 @@ import pytest
 import torch
 from torch import nn
 
-from unet_lib.models import count_conv_layers, count_parameters
-from unet_lib.models.blocks import ConvBlock, DoubleConv, UpConv, center_crop, conv3x3, match_size
-from unet_lib.models.unet import UNet, nearest_valid_sizes, valid_input_size, valid_output_size
+from unet_lib.measure import count_conv_layers, count_parameters
+from unet_lib.models.blocks import (
+    ConvBlock,
+    DoubleConv,
+    UpConv,
+    center_crop,
+    check_input,
+    conv3x3,
+    match_size,
+    nearest_multiples,
+)
+from unet_lib.models.unet import UNet, nearest_valid_input_sizes, valid_input_size, valid_output_size
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -63,10 +72,6 @@ def paper_unet():
     return UNet(1, 2, padding="valid", norm=None).eval()
 
 
-def test_paper_unet_has_23_conv_layers(paper_unet):
-    assert count_conv_layers(paper_unet) == 23
-
-
 def test_paper_unet_parameter_count(paper_unet):
     assert count_parameters(paper_unet) == 31_030_658
     assert count_parameters(paper_unet) == reference_unet_parameters(1, 2)
@@ -99,17 +104,6 @@ def test_parameter_count_matches_reference_for_other_widths(features, norm):
     assert count_parameters(model) == reference_unet_parameters(1, 3, features, batch_norm=norm == "batch")
 
 
-def test_count_parameters_trainable_only():
-    model = UNet(1, 2, features=2, norm=None)
-    total = count_parameters(model)
-    for p in model.enc1.parameters():
-        p.requires_grad_(False)
-    frozen = sum(p.numel() for p in model.enc1.parameters())
-    assert frozen > 0
-    assert count_parameters(model) == total - frozen
-    assert count_parameters(model, trainable_only=False) == total
-
-
 # --------------------------------------------------------------------------- sizes
 def test_valid_output_size_matches_independent_formula():
     # independent formula: the valid inputs are exactly s = 16k + 124 with k >= 4, and then o = s - 184
@@ -130,13 +124,42 @@ def test_smallest_valid_input_really_works():
 
 
 @pytest.mark.parametrize("size, below, above", [(500, 492, 508), (573, 572, 588), (200, 188, 204), (190, 188, 204)])
-def test_invalid_size_error_names_nearest_valid_sizes(size, below, above):
-    assert nearest_valid_sizes(size) == (below, above)
+def test_invalid_size_error_names_nearest_valid_input_sizes(size, below, above):
+    assert nearest_valid_input_sizes(size) == (below, above)
     with pytest.raises(ValueError, match=f"{below} or {above}"):
         valid_output_size(size)
     model = UNet(1, 2, features=2, padding="valid", norm=None)
     with pytest.raises(ValueError, match=f"{below} or {above}"):
         model(torch.zeros(1, 1, size, 572))
+
+
+def test_nearest_valid_input_sizes_brackets_the_size_with_valid_inputs():
+    valid = {s for s in range(1, 900) if (s - 124) % 16 == 0 and s >= 188}   # the independent formula
+    for size in range(1, 800):
+        lo, hi = nearest_valid_input_sizes(size)
+        assert lo in valid and hi in valid, size
+        if size in valid:
+            assert lo == hi == size
+        elif size < 188:
+            assert lo == hi == 188
+        else:
+            assert lo < size < hi and not any(lo < s < hi for s in valid), size
+
+
+def test_valid_size_error_is_exactly_the_books_text():
+    # chapter 03 prints this message under NBVAL_CHECK_OUTPUT: changing it breaks the notebook
+    with pytest.raises(ValueError) as err:
+        UNet(1, 2, features=2, padding="valid", norm=None)(torch.zeros(1, 1, 500, 500))
+    assert str(err.value) == ("input size 500 does not fit the valid-padding U-Net: use 492 or 508 "
+                              "(valid inputs are 16k+124, from 188), or padding='same'")
+
+
+def test_valid_size_error_of_a_non_square_input_names_the_side_and_the_shape():
+    model = UNet(1, 2, features=2, padding="valid", norm=None)
+    with pytest.raises(ValueError, match=r"input width 500 \(of shape \(1, 1, 572, 500\)\).*492 or 508"):
+        model(torch.zeros(1, 1, 572, 500))
+    with pytest.raises(ValueError, match=r"too small.*at least 188.*use 188 \("):
+        model(torch.zeros(1, 1, 572, 100))
 
 
 @pytest.mark.parametrize("size", [0, 1, 100, 124, 140, 156, 172])
@@ -175,10 +198,12 @@ def test_same_padding_too_small_raises(height, width):
 
 def test_wrong_channels_raise():
     model = UNet(3, 1, features=4)
-    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\), got \(1, 1, 32, 32\).*in_channels=1"):
         model(torch.zeros(1, 1, 32, 32))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"unsqueeze\(0\)"):
         model(torch.zeros(3, 32, 32))
+    with pytest.raises(ValueError, match=r"permute\(0, 3, 1, 2\)"):
+        model(torch.zeros(1, 32, 32, 3))
 
 
 def test_bilinear_up():
@@ -310,3 +335,54 @@ def test_dropout_changes_training_outputs_not_parameters():
     assert not torch.equal(plain(x), dropped(x))
     with pytest.raises(ValueError, match="dropout"):
         UNet(1, 2, dropout=1.0)
+
+
+# --------------------------------------------------------------------------- the shared input check
+def test_nearest_multiples():
+    assert nearest_multiples(100) == (96, 112)
+    assert nearest_multiples(96) == (96, 96)
+    assert nearest_multiples(5) == (16, 16)                  # never below one multiple
+    assert nearest_multiples(30, 8) == (24, 32)
+    for size in range(1, 300):                               # brute force: the multiples of 16 around size
+        lo, hi = nearest_multiples(size, 16)
+        assert lo % 16 == 0 and hi % 16 == 0 and lo >= 16
+        assert (lo == hi == size) if size % 16 == 0 else (lo == hi == 16 if size < 16 else lo < size < hi == lo + 16)
+    with pytest.raises(ValueError, match="positive"):
+        nearest_multiples(10, 0)
+
+
+def test_check_input_accepts_what_fits():
+    check_input(torch.zeros(2, 3, 32, 48), 3, model="net", multiple=16, min_size=16)
+    check_input(torch.zeros(1, 1, 188, 572), 1, model="net", multiple=16, offset=124, min_size=188)
+    check_input(torch.zeros(1, 1, 1, 1), 1, model="net")
+
+
+def test_check_input_names_the_shape_and_the_fix():
+    x = torch.zeros(1, 3, 32, 30)
+    with pytest.raises(ValueError, match=r"input width 30 \(of shape \(1, 3, 32, 30\)\) does not fit net: "
+                                         r"resize or pad to 16 or 32 \(sides must be multiples of 16: two poolings\)"):
+        check_input(x, 3, model="net", multiple=16, reason="two poolings")
+    with pytest.raises(ValueError, match=r"input size 8 is too small for net: two poolings need sides of at least "
+                                         r"16 pixels; resize or pad to 16 \("):
+        check_input(torch.zeros(1, 3, 8, 8), 3, model="net", multiple=16, min_size=16, reason="two poolings")
+    with pytest.raises(ValueError, match="at least 4 pixels; resize or pad to at least 4 pixels"):
+        check_input(torch.zeros(1, 3, 3, 8), 3, model="net", min_size=4)
+    with pytest.raises(ValueError, match="use it like this"):
+        check_input(x, 3, model="net", multiple=16, suggest=lambda side: "use it like this")
+    with pytest.raises(ValueError, match=r"the form 124 \+ 16k, at least 188"):
+        check_input(torch.zeros(1, 1, 200, 188), 1, model="net", multiple=16, offset=124, min_size=188)
+
+
+def test_check_input_recognises_the_usual_slips():
+    with pytest.raises(ValueError, match=r"net expects input of shape \(B, 3, H, W\), got \(3, 32, 32\).*unsqueeze"):
+        check_input(torch.zeros(3, 32, 32), 3, model="net")
+    with pytest.raises(ValueError, match=r"\(H, W, C\).*permute\(2, 0, 1\)"):
+        check_input(torch.zeros(32, 32, 3), 3, model="net")
+    with pytest.raises(ValueError, match=r"x\[None, None\]"):
+        check_input(torch.zeros(32, 32), 1, model="net")
+    with pytest.raises(ValueError, match=r"channels last.*permute\(0, 3, 1, 2\)"):
+        check_input(torch.zeros(2, 32, 32, 3), 3, model="net")
+    with pytest.raises(ValueError, match=r"in_channels=3 and got 1 channel "):
+        check_input(torch.zeros(2, 1, 32, 32), 3, model="net")
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        check_input([[0.0]], 1, model="net")

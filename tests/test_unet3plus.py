@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from unet_lib import losses, models, train
-from unet_lib.models.unet3plus import GATE_LOGIT, UNet3Plus, cgm_decision, gate_logits, nearest_valid_sizes, unet3plus_loss
+from unet_lib.losses import unet3plus_loss
+from unet_lib.models.blocks import nearest_multiples
+from unet_lib.models.unet3plus import GATE_LOGIT, UNet3Plus, cgm_decision, gate_logits
 
 NARROW = (4, 8, 16, 32, 64)
 
@@ -133,9 +135,15 @@ def test_cat_and_decoder_channels():
 
 @pytest.mark.parametrize("size", [30, 50, 100])
 def test_bad_size_names_valid_sizes(size):
-    lo, hi = nearest_valid_sizes(size)
-    with pytest.raises(ValueError, match=f"{lo} or {hi}"):
+    lo, hi = nearest_multiples(size, 16)
+    with pytest.raises(ValueError, match=f"input size {size} does not fit UNet 3\\+: resize or pad to {lo} or {hi} "
+                                         r"\(sides must be multiples of 16: four 2x2 poolings"):
         UNet3Plus(3, 1, features=NARROW)(torch.rand(1, 3, size, size))
+
+
+def test_too_small_size_says_so():
+    with pytest.raises(ValueError, match=r"input width 8 \(of shape \(1, 3, 32, 8\)\) is too small for UNet 3\+.*16"):
+        UNet3Plus(3, 1, features=NARROW)(torch.rand(1, 3, 32, 8))
 
 
 def test_bad_channels_and_features():

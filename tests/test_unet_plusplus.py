@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from unet_lib import losses
-from unet_lib.models import UNet, UNetPlusPlus, count_parameters
-from unet_lib.models.unet_plusplus import Node, count_macs, latency_ratios, nested_nodes, unet_baseline
+from unet_lib.measure import count_macs, count_parameters
+from unet_lib.models import UNet, UNetPlusPlus
+from unet_lib.models.unet_plusplus import Node, nested_nodes, unet_baseline
 
 
 def small(**kw) -> UNetPlusPlus:
@@ -186,33 +187,3 @@ def test_prune_is_a_view_that_shares_weights():
     own.eval(), net.eval()
     with torch.no_grad():
         assert torch.equal(own(x), net(x)[1])
-
-
-# -- MACs, timing helper ----------------------------------------------------------------------------
-def test_count_macs_by_hand():
-    conv = nn.Conv2d(3, 8, 3, padding=1)
-    assert count_macs(conv, (2, 3, 10, 10)) == 10 * 10 * 8 * 3 * 9
-    tconv = nn.ConvTranspose2d(8, 4, 2, stride=2)
-    assert count_macs(tconv, (1, 8, 5, 5)) == 5 * 5 * 8 * 4 * 4
-    seq = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1, groups=2))
-    assert count_macs(seq, (1, 1, 4, 4)) == 16 * 2 * 1 + 16 * 2 * 1 * 9
-
-
-def test_count_macs_of_unet_baseline_by_hand():
-    f, s = [4, 8, 16, 32, 64], 32
-    expected = 0
-    for i in range(5):
-        side = s // 2 ** i
-        cin = 3 if i == 0 else f[i - 1]
-        expected += side * side * f[i] * (cin + f[i]) * 9                        # encoder unit
-        if i < 4:
-            expected += (side // 2) ** 2 * f[i + 1] * f[i] * 4                  # up-conv from below
-            expected += side * side * f[i] * (2 * f[i] + f[i]) * 9                # decoder unit
-    expected += s * s * 4                                                         # head
-    assert count_macs(unet_baseline(3, 1, features=4), (1, 3, s, s)) == expected
-
-
-def test_latency_ratios_shape_only():
-    nets = {"a": nn.Identity(), "b": nn.Conv2d(1, 1, 1)}
-    out = latency_ratios(nets, torch.zeros(1, 1, 4, 4), repeats=2, warmup=0)
-    assert set(out) == {"a", "b"} and out["b"]["ratio"] == 1.0 and out["a"]["seconds"] >= 0

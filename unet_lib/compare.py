@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import augment, metrics
 from .models import UNet3Plus, UNetPlusPlus, count_parameters
-from .models.unet_plusplus import count_macs
+from .measure import count_macs
 from .train import History, evaluate, fit, seed_everything
 
 __all__ = ["Contender", "Run", "deployed", "train_contender", "FLIP_ROTATE", "paired_difference",

@@ -6,7 +6,8 @@ Binary tasks use one output channel and a sigmoid; multi-class tasks use
 ``num_classes`` channels and a softmax (``target`` then holds class indices).
 
 Chapter 03 introduces BCE and soft Dice, chapter 04 the weighted cross-entropy,
-chapter 06 the focal, MS-SSIM, IoU and hybrid losses.
+chapter 06 the focal, MS-SSIM, IoU and hybrid losses and the UNet 3+ training loss
+(:func:`unet3plus_loss`, with the classification-guided module's BCE).
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["bce_loss", "soft_dice_loss", "bce_dice_loss", "weighted_cross_entropy", "deep_supervision_loss", "Loss",
-           "focal_loss", "ssim", "ms_ssim", "ms_ssim_scales", "MS_SSIM_WEIGHTS", "ms_ssim_loss", "iou_loss", "hybrid_loss"]
+           "focal_loss", "ssim", "ms_ssim", "ms_ssim_scales", "MS_SSIM_WEIGHTS", "ms_ssim_loss", "iou_loss",
+           "hybrid_loss", "unet3plus_loss"]
 
 
 def _binary_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -226,7 +228,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 1.0, window_si
     Shape: ``x``, ``y`` ``(B, C, H, W)`` with ``H, W >= window_size`` -> ``(B,)``.
     """
     if x.shape != y.shape or x.ndim != 4:
-        raise ValueError(f"ssim needs two (B, C, H, W) tensors of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(f"ssim needs two (B, C, H, W) tensors of the same shape, "
+                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
     if min(x.shape[-2:]) < window_size:
         raise ValueError(f"image {tuple(x.shape[-2:])} is smaller than the {window_size}x{window_size} window: "
                          f"pass a smaller odd window_size")
@@ -347,3 +350,33 @@ def hybrid_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.
     """
     return (focal_loss(logits, target, gamma=gamma, alpha=alpha) + ms_ssim_loss(logits, target)
             + iou_loss(logits, target, smooth=smooth))
+
+
+def unet3plus_loss(output, target: torch.Tensor, has_object: torch.Tensor | None = None, *,
+                   seg_loss=None, cls_weight: float = 1.0) -> torch.Tensor:
+    """Training loss of any :class:`~unet_lib.models.UNet3Plus` output: a loss on every head, plus BCE for the CGM.
+
+    ``output`` is what the model returns: logits, a list of logits (deep supervision: the
+    loss of each head, averaged, see :func:`deep_supervision_loss`), or a pair
+    ``(segmentation, cls_logits)`` with the CGM, which adds ``cls_weight`` times the binary
+    cross-entropy of the two CGM logits against the one-hot label (the paper's BCE).
+
+    Args:
+        output: the model's output.
+        target: masks ``(B, 1, H, W)`` in {0, 1}.
+        has_object: ``(B,)`` labels, 1 if the image contains something to segment (needed with the CGM).
+        seg_loss: ``seg_loss(logits, target) -> scalar``; default :func:`hybrid_loss`.
+        cls_weight: weight of the CGM's BCE.
+
+    Returns:
+        Scalar loss.
+    """
+    seg_loss = seg_loss or hybrid_loss
+    if isinstance(output, tuple):
+        seg, cls_logits = output
+        if has_object is None:
+            raise ValueError("a model with the CGM needs the image labels: batches (image, mask, has_object)")
+        onehot = F.one_hot(has_object.long().view(-1), 2).to(cls_logits.dtype)
+        cls_loss = F.binary_cross_entropy_with_logits(cls_logits, onehot)
+        return deep_supervision_loss(seg, target, seg_loss) + cls_weight * cls_loss
+    return deep_supervision_loss(output, target, seg_loss)

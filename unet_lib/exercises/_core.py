@@ -119,17 +119,19 @@ def _short(text: str, limit: int = 60) -> str:
 
 
 def describe_value(value: Any) -> str:
-    """A short description of what a function returned: ``"None"``, ``"a str ('0.5')"``, ``"a tensor of shape (2,)"``."""
+    """What a function returned, in a few words: ``"None"``, ``"a str ('0.5')"``, ``"a tensor of shape (2,)"``."""
     if value is None:
         return "None"
     if isinstance(value, (float, np.floating)) and math.isnan(value):
-        return "nan"
+        return "nan (not a number)"
     if isinstance(value, np.generic):
         return f"a numpy {type(value).__name__} ({_short(repr(value.item()))})"
     if isinstance(value, torch.Tensor):
         return f"a tensor of shape {tuple(value.shape)}" if value.ndim else f"a tensor ({_short(repr(value.item()))})"
     if isinstance(value, np.ndarray):
-        return f"a numpy array of shape {value.shape}" if value.ndim else f"a 0-d numpy array ({_short(repr(value.item()))})"
+        if value.ndim:
+            return f"a numpy array of shape {value.shape}"
+        return f"a 0-d numpy array ({_short(repr(value.item()))})"
     if isinstance(value, (list, tuple)):
         kind = type(value).__name__
         if len(value) > 4:
@@ -139,7 +141,8 @@ def describe_value(value: Any) -> str:
         return _short(f"a list [{items}]" if kind == "list" else f"a {kind} ({items})", 120)
     if isinstance(value, Mapping):
         return f"a {type(value).__name__} with the keys {_short(repr(sorted(map(str, value))))}"
-    return f"a {type(value).__name__} ({_short(repr(value))})"
+    kind = type(value).__name__
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} ({_short(repr(value))})"
 
 
 def _contains_nan(value: Any, depth: int = 0) -> bool:
@@ -245,7 +248,8 @@ def number(tol: float = 1e-9, rel_tol: float = 0.0) -> Answer:
 
 def integer() -> Answer:
     """A whole number (an ``int``, or a float/tensor holding a whole number); equal when equal."""
-    return Answer("an int (a whole number)", _read_int, operator.eq, lambda got, want: f"expected {want:,}, got {got:,}")
+    return Answer("an int (a whole number)", _read_int, operator.eq,
+                  lambda got, want: f"expected {want:,}, got {got:,}")
 
 
 def _explain_arrays(got: np.ndarray, want: np.ndarray) -> str:
@@ -269,7 +273,10 @@ def array(tol: float = 1e-6, exact: bool = False) -> Answer:
             got = got.detach().cpu().double().numpy()
         if isinstance(got, (str, bytes, Mapping)) or not isinstance(got, (np.ndarray, list, tuple, numbers.Real)):
             raise TypeError
-        return np.asarray(got, dtype=np.float64)
+        a = np.asarray(got, dtype=np.float64)
+        if not isinstance(got, np.ndarray) and np.isnan(a).any():
+            raise ValueError            # a None inside a list: numpy reads it as nan
+        return a
 
     def same(got: np.ndarray, want: Any) -> bool:
         want = np.asarray(want, dtype=np.float64)
@@ -297,7 +304,7 @@ def tensor(tol: float = 1e-6, exact: bool = False) -> Answer:
     return Answer("a torch.Tensor", read, same, explain)
 
 
-def scalar_tensor(tol: float = 1e-9, rel_tol: float = 0.0) -> Answer:
+def scalar_tensor(tol: float = 1e-9, rel_tol: float = 0.0, what: str | None = None) -> Answer:
     """A tensor holding one number (a loss: ``loss.mean()``), read as a float and compared as :func:`number`."""
     def read(got: Any) -> float:
         if not isinstance(got, torch.Tensor):
@@ -305,7 +312,7 @@ def scalar_tensor(tol: float = 1e-9, rel_tol: float = 0.0) -> Answer:
         return _read_float(got)
 
     as_number = number(tol, rel_tol)
-    return Answer("a scalar tensor (one number), e.g. loss.mean()", read, as_number.same, as_number.explain)
+    return Answer(what or "a scalar tensor (one number), e.g. loss.mean()", read, as_number.same, as_number.explain)
 
 
 def pair(first: Answer, second: Answer, what: str | None = None) -> Answer:

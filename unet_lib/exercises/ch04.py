@@ -85,7 +85,8 @@ def _border_hint(m: Mismatch) -> str:
         return f"return one weight per pixel: expected shape {ref.shape}, got {out.shape}"
     if _close(out, w0 * np.exp(-(d1 ** 2 + d2 ** 2) / (2 * sigma ** 2))):
         return "you squared d1 and d2 separately: the paper squares their sum, (d1 + d2)**2."
-    if _close(out, w0 * np.exp(-(d1 + d2) ** 2 / sigma ** 2)) or _close(out, w0 * np.exp(-(d1 + d2) ** 2 / (2 * sigma))):
+    if (_close(out, w0 * np.exp(-(d1 + d2) ** 2 / sigma ** 2))
+            or _close(out, w0 * np.exp(-(d1 + d2) ** 2 / (2 * sigma)))):
         return "check the denominator: it is 2 * sigma**2."
     if _close(out, w0 * np.exp(-(2 * d1) ** 2 / (2 * sigma ** 2))):
         return "use both distances: d1 to the nearest and d2 to the second-nearest object."

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from ..losses import bce_dice_loss, bce_loss, soft_dice_loss
-from ..models.unet_plusplus import UNetPlusPlus, count_macs, nested_nodes, unet_baseline
-from ._core import (Answer, Feedback, Mismatch, checker, correct, first_mismatch, integer, not_yet,
-                    scalar_tensor)
+from ..measure import count_macs
+from ..models.unet_plusplus import UNetPlusPlus, nested_nodes, unet_baseline
+from ._core import Answer, Feedback, Mismatch, checker, correct, first_mismatch, integer, not_yet, scalar_tensor
 
 __all__ = ["check_node_in_channels", "check_pruned_nodes", "check_deep_supervision_loss", "check_count_macs"]
 
@@ -107,7 +107,8 @@ def _deep_supervision_cases() -> dict[str, tuple[list[torch.Tensor], torch.Tenso
 
 
 def _deep_supervision_reference(outputs: list[torch.Tensor], target: torch.Tensor, loss_fn: Callable) -> float:
-    return float(sum(loss_fn(o, target) for o in outputs) / len(outputs))
+    with torch.no_grad():
+        return float(sum(loss_fn(o, target) for o in outputs) / len(outputs))
 
 
 def _deep_supervision_hint(m: Mismatch) -> str:
@@ -132,7 +133,7 @@ def check_deep_supervision_loss(fn: Callable[[list[torch.Tensor], torch.Tensor, 
     keep the graph (so each head gets a gradient), and work for any number of heads.
     """
     cases = _deep_supervision_cases()
-    answer = scalar_tensor(tol=1e-6, rel_tol=1e-5)
+    answer = scalar_tensor(tol=1e-6, rel_tol=1e-5, what="one scalar tensor (the average of the heads' losses)")
     mismatch = first_mismatch(fn, cases, _deep_supervision_reference, compare=answer, describe=_deep_supervision_hint)
     if mismatch is not None:
         return mismatch

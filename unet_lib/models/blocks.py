@@ -6,14 +6,14 @@ only says how the pieces are wired.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["Norm", "Padding", "Up", "norm_layer", "conv3x3", "ConvBlock", "DoubleConv", "UpConv", "center_crop",
-           "match_size", "paper_init_"]
+           "match_size", "paper_init_", "nearest_multiples", "check_input"]
 
 Norm = Literal["batch", "instance", None]
 Padding = Literal["same", "valid"]
@@ -142,3 +142,106 @@ def paper_init_(model: nn.Module) -> nn.Module:
         if m.bias is not None:
             m.bias.zero_()
     return model
+
+
+# -- input checks ---------------------------------------------------------------------------------
+def nearest_multiples(size: int, multiple: int = 16) -> tuple[int, int]:
+    """The multiples of ``multiple`` just below and just above ``size`` (at least ``multiple``).
+
+    The rule of the padded networks whose poolings must divide exactly (UNet 3+: four 2x2
+    poolings, then x2..x16 upsampling, so sides divisible by 16). ``(size, size)`` when ``size``
+    already is a multiple, ``(multiple, multiple)`` when it is smaller than one.
+
+    Example:
+        >>> nearest_multiples(100), nearest_multiples(96), nearest_multiples(5, 8)
+        ((96, 112), (96, 96), (8, 8))
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple must be a positive int, got {multiple!r}")
+    below = max(multiple, size - size % multiple)
+    return below, below if below >= size else below + multiple
+
+
+def _or(lo: int, hi: int) -> str:
+    return f"{lo}" if lo == hi else f"{lo} or {hi}"
+
+
+def _shape_hint(shape: tuple[int, ...], in_channels: int) -> str:
+    """The usual slip behind a wrong input shape, and its fix ("" if none is recognised)."""
+    if len(shape) == 3 and shape[0] == in_channels:
+        return "; a single image? add the batch dimension: x.unsqueeze(0)"
+    if len(shape) == 3 and shape[-1] == in_channels:
+        return "; a single (H, W, C) image? use x.permute(2, 0, 1).unsqueeze(0)"
+    if len(shape) == 2 and in_channels == 1:
+        return "; a single grey image? add batch and channel dimensions: x[None, None]"
+    if len(shape) == 4 and shape[-1] == in_channels:
+        return "; channels last (B, H, W, C)? use x.permute(0, 3, 1, 2)"
+    if len(shape) == 4:
+        return (f"; the network was built with in_channels={in_channels} and got {shape[1]} "
+                f"channel{'' if shape[1] == 1 else 's'} "
+                f"(convert the images, or build it with in_channels={shape[1]})")
+    return ""
+
+
+def check_input(x: torch.Tensor, in_channels: int, *, model: str, multiple: int = 1, offset: int = 0,
+                min_size: int = 1, reason: str = "", suggest: Callable[[int], str] | None = None) -> None:
+    """Check that ``x`` is a batch the network can take, or raise an error that names the shape and the fix.
+
+    Every architecture of the book calls it first in ``forward``. In order, ``x`` must be
+
+    1. a tensor of shape ``(B, in_channels, H, W)`` (the message recognises a missing batch
+       dimension, channels last and a wrong channel count);
+    2. at least ``min_size`` pixels high and wide;
+    3. of sides ``offset + k * multiple`` for an integer ``k``: multiples of ``multiple`` for the
+       padded networks (UNet 3+: 16), ``124 + 16k`` for the valid-padding U-Net.
+
+    Args:
+        x: the input batch.
+        in_channels: channels the network was built for.
+        model: the network's name in the messages, e.g. ``"UNet 3+"`` or ``"UNet++ L2"``.
+        multiple, offset: the valid sides are ``offset + k * multiple``.
+        min_size: the smallest valid side.
+        reason: why the sides are restricted, e.g. ``"four 2x2 poolings"``.
+        suggest: ``suggest(side) -> str``, how to fix a bad side; default: resize or pad to the
+            nearest valid sides (:func:`nearest_multiples` for ``offset = 0``).
+
+    Raises:
+        TypeError: ``x`` is not a tensor.
+        ValueError: the shape does not fit.
+
+    Example:
+        >>> check_input(torch.zeros(1, 3, 30, 30), 3, model="UNet 3+", multiple=16)
+        Traceback (most recent call last):
+        ...
+        ValueError: input size 30 does not fit UNet 3+: resize or pad to 16 or 32 (sides must be multiples of 16)
+    """
+    if not torch.is_tensor(x):
+        raise TypeError(f"{model} expects a torch.Tensor of shape (B, {in_channels}, H, W), got {type(x).__name__}")
+    shape = tuple(x.shape)
+    if x.ndim != 4 or shape[1] != in_channels:
+        raise ValueError(f"{model} expects input of shape (B, {in_channels}, H, W), got {shape}"
+                         f"{_shape_hint(shape, in_channels)}")
+    height, width = shape[-2:]
+    for axis, side in (("height", height), ("width", width)):
+        name = f"input size {side}" if height == width else f"input {axis} {side} (of shape {shape})"
+        if side >= min_size and (side - offset) % multiple == 0:
+            continue
+        too_small = side < min_size
+        fix = (suggest(side) if suggest is not None       # the default fix repeats no reason the message gives
+               else _default_fix(side, multiple, offset, min_size, "" if too_small else reason))
+        if too_small:
+            px = "pixel" if min_size == 1 else "pixels"
+            need = (f"{reason} need sides of at least {min_size} {px}" if reason
+                    else f"sides must be at least {min_size} {px}")
+            raise ValueError(f"{name} is too small for {model}: {need}; {fix}")
+        raise ValueError(f"{name} does not fit {model}: {fix}")
+
+
+def _default_fix(side: int, multiple: int, offset: int, min_size: int, reason: str) -> str:
+    why = f": {reason}" if reason else ""
+    if multiple == 1:
+        return f"resize or pad to at least {min_size} pixel{'' if min_size == 1 else 's'}"
+    if offset == 0:
+        lo, hi = nearest_multiples(max(side, min_size), multiple)
+        return f"resize or pad to {_or(lo, hi)} (sides must be multiples of {multiple}{why})"
+    return f"use a side of the form {offset} + {multiple}k, at least {min_size}{why}"

@@ -42,14 +42,13 @@ upsampling is fixed bilinear interpolation (a buffer, not a parameter).
 """
 from __future__ import annotations
 
-import math
 from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvBlock, Norm, norm_layer
+from .blocks import ConvBlock, Norm, check_input, norm_layer
 
 __all__ = ["FCN", "Variant", "VARIANTS", "bilinear_kernel", "BilinearUpsample", "crop", "vgg16_layers",
            "receptive_field", "receptive_field_table"]
@@ -286,14 +285,9 @@ class FCN(nn.Module):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        if min(x.shape[-2:]) < 1:
-            raise ValueError(f"empty image {tuple(x.shape[-2:])}")
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)                                  # (B, C_in, H, W)
+        check_input(x, self.in_channels, model=f"FCN-{self.variant}",  # (B, C_in, H, W)
+                    suggest=lambda side: "the image is empty (any size >= 1 works: the poolings round up)")
         pool1 = self.pool(self.conv1(x))                      # (B, 64, H/2, W/2)   sizes round up
         pool2 = self.pool(self.conv2(pool1))                  # (B, 128, H/4, W/4)
         pool3 = self.pool(self.conv3(pool2))                  # (B, 256, H/8, W/8)

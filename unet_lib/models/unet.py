@@ -10,11 +10,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import Norm, Padding, Up, DoubleConv, UpConv, center_crop, match_size
+from .blocks import DoubleConv, Norm, Padding, Up, UpConv, center_crop, check_input, match_size
 
-__all__ = ["UNet", "valid_output_size", "valid_input_size", "nearest_valid_sizes"]
+__all__ = ["UNet", "valid_output_size", "valid_input_size", "nearest_valid_input_sizes"]
 
 DEPTH = 4  # four 2x2 max-pools: sizes must survive halving four times
+#: the valid-padding U-Net takes sides ``VALID_STEP * k + VALID_OFFSET`` from ``VALID_MIN`` on (188, 204, ..., 572)
+VALID_STEP, VALID_OFFSET, VALID_MIN = 16, 124, 188
 
 
 def valid_output_size(input_size: int) -> int:
@@ -47,18 +49,26 @@ def valid_input_size(output_size: int) -> int:
     return output_size + 184
 
 
-def nearest_valid_sizes(input_size: int) -> tuple[int, int]:
-    """The valid input sides just below and just above ``input_size`` (the smaller one is at least 188)."""
-    below = max(188, input_size - (input_size - 124) % 16)
-    above = below if below >= input_size else below + 16
-    if below > input_size:
-        return below, below
-    return below, above
+def nearest_valid_input_sizes(input_size: int) -> tuple[int, int]:
+    """The input sides of the valid-padding (unpadded) U-Net just below and just above ``input_size``.
+
+    A side is valid when every step is exact: each unpadded 3x3 conv removes 2 pixels and every
+    2x2 max-pool meets an even size, which leaves the sides ``16k + 124`` from 188 on (see
+    :func:`valid_output_size`). ``(input_size, input_size)`` when it is valid, ``(188, 188)`` below 188.
+    The padded networks follow another rule: :func:`unet_lib.models.blocks.nearest_multiples`.
+
+    Example:
+        >>> nearest_valid_input_sizes(500), nearest_valid_input_sizes(572)
+        ((492, 508), (572, 572))
+    """
+    below = max(VALID_MIN, input_size - (input_size - VALID_OFFSET) % VALID_STEP)
+    return below, below if below >= input_size else below + VALID_STEP
 
 
 def _suggest(input_size: int) -> str:
-    lo, hi = nearest_valid_sizes(input_size)
-    return f"use {lo} or {hi} (valid inputs are 16k+124, from 188), or padding='same'"
+    lo, hi = nearest_valid_input_sizes(input_size)
+    sizes = f"{lo}" if lo == hi else f"{lo} or {hi}"
+    return f"use {sizes} (valid inputs are 16k+124, from 188), or padding='same'"
 
 
 class UNet(nn.Module):
@@ -122,10 +132,12 @@ class UNet(nn.Module):
         return input_size
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        for side in x.shape[-2:]:
-            self.output_size(side)
+        if self.padding == "valid":
+            check_input(x, self.in_channels, model="the valid-padding U-Net", multiple=VALID_STEP,
+                        offset=VALID_OFFSET, min_size=VALID_MIN,
+                        reason="four stages of unpadded convs and 2x2 poolings", suggest=_suggest)
+        else:
+            check_input(x, self.in_channels, model="U-Net", min_size=2 ** DEPTH, reason="four 2x2 poolings")
 
     def _skip(self, skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         """Copy and concatenate: crop the encoder map to the upsampled map ("valid", the paper), or

@@ -9,7 +9,8 @@ Three ideas on top of U-Net:
   ``cat_channels = features[0]`` (64) channels by a 3x3 conv + BN + ReLU, the five are
   concatenated (``5 * 64 = 320`` channels) and fused by one 3x3 conv + BN + ReLU.
 * **Full-scale deep supervision.** A 3x3 conv head on every decoder stage and on the
-  bottleneck ``hd5``, bilinearly upsampled to full resolution; a loss on each.
+  bottleneck ``hd5``, bilinearly upsampled to full resolution; a loss on each
+  (:func:`unet_lib.losses.unet3plus_loss`).
 * **Classification-guided module (CGM).** Dropout, a 1x1 conv to two channels and a global
   max-pool on the deepest features ``hd5`` answer "is there anything to segment?"; at
   inference an image judged empty gets an all-zero mask.
@@ -37,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvBlock, DoubleConv
+from .blocks import ConvBlock, DoubleConv, check_input
 
-__all__ = ["UNet3Plus", "GATE_LOGIT", "gate_logits", "cgm_decision", "unet3plus_loss", "nearest_valid_sizes"]
+__all__ = ["UNet3Plus", "GATE_LOGIT", "gate_logits", "cgm_decision"]
 
 #: logit given to every pixel of an image the CGM judges empty: ``sigmoid(-1e4) == 0`` exactly in float32
 #: (and in float16, whose range it fits), so probabilities are 0 and the mask is empty, while any loss
@@ -47,12 +48,6 @@ __all__ = ["UNet3Plus", "GATE_LOGIT", "gate_logits", "cgm_decision", "unet3plus_
 GATE_LOGIT = -1.0e4
 
 DEPTH = 4  # four 2x2 max-pools: the input side must be divisible by 16
-
-
-def nearest_valid_sizes(size: int) -> tuple[int, int]:
-    """The multiples of 16 just below and just above ``size`` (at least 16)."""
-    below = max(16, size - size % 16)
-    return below, below if below >= size else below + 16
 
 
 def cgm_decision(cls_logits: torch.Tensor) -> torch.Tensor:
@@ -179,17 +174,9 @@ class UNet3Plus(nn.Module):
             self.cls = nn.Sequential(nn.Dropout(p=0.5), nn.Conv2d(f[4], 2, kernel_size=1),
                                      nn.AdaptiveMaxPool2d(1), nn.Flatten())
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        for side in x.shape[-2:]:
-            if side % 2 ** DEPTH:
-                lo, hi = nearest_valid_sizes(side)
-                raise ValueError(f"UNet 3+ needs sides divisible by 16 (four poolings, then x2..x16 upsampling); "
-                                 f"got {side}: resize or pad to {lo} or {hi}")
-
     def forward(self, x: torch.Tensor):
-        self._check_input(x)                                      # (B, 3, H, W), H = 320 in the paper
+        check_input(x, self.in_channels, model="UNet 3+", multiple=2 ** DEPTH, min_size=2 ** DEPTH,
+                    reason="four 2x2 poolings, then x2..x16 upsampling")  # (B, 3, H, W), H = 320 in the paper
         # -- encoder ---------------------------------------------------------------------------------
         h1 = self.conv1(x)                                        # (B, 64, H, W)
         h2 = self.conv2(self.pool(h1))                            # (B, 128, H/2, W/2)
@@ -203,20 +190,20 @@ class UNet3Plus(nn.Module):
         h4_cat_hd4 = self.h4_cat_hd4(h4)                          # (B, 64, H/8, W/8)
         hd5_ut_hd4 = self.hd5_ut_hd4(_up(hd5, 2))                 # (B, 64, H/8, W/8)
         hd4 = self.conv4d(torch.cat([h1_pt_hd4, h2_pt_hd4, h3_pt_hd4, h4_cat_hd4, hd5_ut_hd4], 1))  # (B, 320, H/8, W/8)
-        # -- stage 3d --------------------------------------------------------------------------------
+        # -- stage 3d: hd3 is (B, 320, H/4, W/4) -----------------------------------------------------
         h1_pt_hd3 = self.h1_pt_hd3(F.max_pool2d(h1, 4))           # (B, 64, H/4, W/4)
         h2_pt_hd3 = self.h2_pt_hd3(F.max_pool2d(h2, 2))           # (B, 64, H/4, W/4)
         h3_cat_hd3 = self.h3_cat_hd3(h3)                          # (B, 64, H/4, W/4)
         hd4_ut_hd3 = self.hd4_ut_hd3(_up(hd4, 2))                 # (B, 64, H/4, W/4)
         hd5_ut_hd3 = self.hd5_ut_hd3(_up(hd5, 4))                 # (B, 64, H/4, W/4)
-        hd3 = self.conv3d(torch.cat([h1_pt_hd3, h2_pt_hd3, h3_cat_hd3, hd4_ut_hd3, hd5_ut_hd3], 1))  # (B, 320, H/4, W/4)
-        # -- stage 2d --------------------------------------------------------------------------------
+        hd3 = self.conv3d(torch.cat([h1_pt_hd3, h2_pt_hd3, h3_cat_hd3, hd4_ut_hd3, hd5_ut_hd3], 1))
+        # -- stage 2d: hd2 is (B, 320, H/2, W/2) -----------------------------------------------------
         h1_pt_hd2 = self.h1_pt_hd2(F.max_pool2d(h1, 2))           # (B, 64, H/2, W/2)
         h2_cat_hd2 = self.h2_cat_hd2(h2)                          # (B, 64, H/2, W/2)
         hd3_ut_hd2 = self.hd3_ut_hd2(_up(hd3, 2))                 # (B, 64, H/2, W/2)
         hd4_ut_hd2 = self.hd4_ut_hd2(_up(hd4, 4))                 # (B, 64, H/2, W/2)
         hd5_ut_hd2 = self.hd5_ut_hd2(_up(hd5, 8))                 # (B, 64, H/2, W/2)
-        hd2 = self.conv2d(torch.cat([h1_pt_hd2, h2_cat_hd2, hd3_ut_hd2, hd4_ut_hd2, hd5_ut_hd2], 1))  # (B, 320, H/2, W/2)
+        hd2 = self.conv2d(torch.cat([h1_pt_hd2, h2_cat_hd2, hd3_ut_hd2, hd4_ut_hd2, hd5_ut_hd2], 1))
         # -- stage 1d --------------------------------------------------------------------------------
         h1_cat_hd1 = self.h1_cat_hd1(h1)                          # (B, 64, H, W)
         hd2_ut_hd1 = self.hd2_ut_hd1(_up(hd2, 2))                 # (B, 64, H, W)
@@ -240,34 +227,3 @@ class UNet3Plus(nn.Module):
             seg = [gate_logits(d, cls_logits) for d in seg] if isinstance(seg, list) else gate_logits(seg, cls_logits)
         return seg, cls_logits
 
-
-def unet3plus_loss(output, target: torch.Tensor, has_object: torch.Tensor | None = None, *,
-                   seg_loss=None, cls_weight: float = 1.0) -> torch.Tensor:
-    """Training loss of any :class:`UNet3Plus` output: a segmentation loss on every head, plus BCE for the CGM.
-
-    ``output`` is what the model returns: logits, a list of logits (deep supervision: the
-    loss of each head, averaged, see :func:`unet_lib.losses.deep_supervision_loss`), or a pair
-    ``(segmentation, cls_logits)`` with the CGM, which adds ``cls_weight`` times the binary
-    cross-entropy of the two CGM logits against the one-hot label (the paper's BCE).
-
-    Args:
-        output: the model's output.
-        target: masks ``(B, 1, H, W)`` in {0, 1}.
-        has_object: ``(B,)`` labels, 1 if the image contains something to segment (needed with the CGM).
-        seg_loss: ``seg_loss(logits, target) -> scalar``; default :func:`unet_lib.losses.hybrid_loss`.
-        cls_weight: weight of the CGM's BCE.
-
-    Returns:
-        Scalar loss.
-    """
-    from .. import losses
-
-    seg_loss = seg_loss or losses.hybrid_loss
-    if isinstance(output, tuple):
-        seg, cls_logits = output
-        if has_object is None:
-            raise ValueError("a model with the CGM needs the image labels: batches (image, mask, has_object)")
-        onehot = F.one_hot(has_object.long().view(-1), 2).to(cls_logits.dtype)
-        cls_loss = F.binary_cross_entropy_with_logits(cls_logits, onehot)
-        return losses.deep_supervision_loss(seg, target, seg_loss) + cls_weight * cls_loss
-    return losses.deep_supervision_loss(output, target, seg_loss)

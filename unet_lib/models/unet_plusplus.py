@@ -20,18 +20,16 @@ dropout; neither has parameters, so the counts agree.)
 """
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from .blocks import Norm, Up, DoubleConv, UpConv, match_size
+from .blocks import DoubleConv, Norm, Up, UpConv, check_input, match_size
 from .unet import UNet
 
-__all__ = ["UNetPlusPlus", "Node", "nested_nodes", "unet_baseline", "count_macs", "latency_ratios", "MAX_DEPTH"]
+__all__ = ["UNetPlusPlus", "Node", "nested_nodes", "unet_baseline", "MAX_DEPTH"]
 
 MAX_DEPTH = 4  # four down-sampling steps: X^{0,0} .. X^{4,0}, heads X^{0,1} .. X^{0,4}
 
@@ -218,13 +216,6 @@ class UNetPlusPlus(nn.Module):
         return pruned
 
     # -- forward -------------------------------------------------------------
-    def _check_input(self, x: torch.Tensor, depth: int) -> None:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        if min(x.shape[-2:]) < 2 ** depth:
-            raise ValueError(f"input {x.shape[-2]}x{x.shape[-1]} is too small for UNet++ L{depth}: "
-                             f"{depth} 2x2 poolings need sides of at least {2 ** depth} pixels")
-
     @staticmethod
     def _cat(*skips: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         """The dense skip: ``[x^{i,0}, ..., x^{i,j-1}, U(x^{i+1,j-1})]`` (odd sizes: pad the up-sampled map)."""
@@ -243,7 +234,8 @@ class UNetPlusPlus(nn.Module):
             Deep supervision and ``depth=None``: the list of the heads' logits, X^{0,1} first.
         """
         L = self.depth if depth is None else self._check_target(depth)
-        self._check_input(x, L)                                      # shapes below for f = 32..512, 96x96
+        check_input(x, self.in_channels, model=f"UNet++ L{L}", min_size=2 ** L, reason=f"{L} 2x2 poolings")
+        # shapes below for f = 32..512, 96x96
         x0_0 = self.conv0_0(x)                                       # (B, 32, H, W)
         x1_0 = self.conv1_0(self.pool(x0_0))                         # (B, 64, H/2, W/2)
         x0_1 = self.conv0_1(self._cat(x0_0, up=self.up0_1(x1_0)))    # (B, 32, H, W)       head L1
@@ -294,90 +286,3 @@ def unet_baseline(in_channels: int, num_classes: int, features: int | Sequence[i
     if any(f[k] != f[0] * 2 ** k for k in range(len(f))):
         raise ValueError(f"the U-Net baseline needs doubling widths (f, 2f, 4f, 8f, 16f), got {f}")
     return UNet(in_channels, num_classes, features=f[0], padding="same", norm=norm, up=up)
-
-
-@torch.no_grad()
-def count_macs(model: nn.Module, input_size: Sequence[int] | torch.Tensor, per_image: bool = True,
-               **forward_kwargs) -> int:
-    """Multiply-accumulates of the convolutions in one forward pass, counted with forward hooks.
-
-    ``Conv2d``: every output value costs ``in_channels / groups * kh * kw`` MACs.
-    ``ConvTranspose2d``: every *input* value is multiplied into ``out_channels / groups * kh * kw``
-    outputs. Biases, norms, activations, pooling and concatenation are not counted (they are small).
-    Only modules that actually run are counted, so a pruned forward counts fewer.
-
-    Args:
-        model: any network.
-        input_size: ``(B, C, H, W)`` (a zero tensor is made on the model's device) or an input tensor.
-        per_image: divide by the batch size.
-        **forward_kwargs: passed to ``model(x, ...)``, e.g. ``depth=2``.
-
-    Returns:
-        The number of MACs (an int).
-    """
-    param = next(model.parameters(), None)
-    x = input_size if torch.is_tensor(input_size) else torch.zeros(
-        *input_size, device=param.device if param is not None else "cpu")
-    total = 0
-
-    def hook(module: nn.Module, inputs, output) -> None:
-        nonlocal total
-        k = module.kernel_size[0] * module.kernel_size[1]
-        if isinstance(module, nn.ConvTranspose2d):
-            total += inputs[0].numel() * (module.out_channels // module.groups) * k
-        else:
-            total += output.numel() * (module.in_channels // module.groups) * k
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    was_training = model.training
-    try:
-        model.eval()
-        model(x, **forward_kwargs)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return total // x.shape[0] if per_image else total
-
-
-@torch.no_grad()
-def latency_ratios(models: dict[str, nn.Module], x: torch.Tensor, baseline: str | None = None,
-                   repeats: int = 10, warmup: int = 2) -> dict[str, dict[str, float]]:
-    """Median forward time of several models on the same input, measured in one interleaved run.
-
-    The models take turns (round-robin) so that a slow moment of a shared machine hits them all
-    alike; the ratio to the ``baseline`` is what to compare across machines, not the seconds.
-
-    Args:
-        models: name -> model (put in eval mode for the measurement).
-        x: the input batch.
-        baseline: the name whose time is 1.0 (default: the last model).
-        repeats: timed rounds; warmup: untimed rounds first.
-
-    Returns:
-        name -> ``{"seconds": median seconds per forward, "ratio": seconds / baseline seconds}``.
-    """
-    if not models:
-        raise ValueError("give at least one model to time")
-    baseline = baseline if baseline is not None else list(models)[-1]
-    if baseline not in models:
-        raise ValueError(f"baseline {baseline!r} is not one of {list(models)}")
-    states = {name: m.training for name, m in models.items()}
-    for m in models.values():
-        m.eval()
-    times: dict[str, list[float]] = {name: [] for name in models}
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-    try:
-        for r in range(warmup + repeats):
-            for name, m in models.items():
-                sync()
-                t0 = time.perf_counter()
-                m(x)
-                sync()
-                if r >= warmup:
-                    times[name].append(time.perf_counter() - t0)
-    finally:
-        for name, m in models.items():
-            m.train(states[name])
-    med = {name: statistics.median(t) for name, t in times.items()}
-    return {name: {"seconds": s, "ratio": s / med[baseline]} for name, s in med.items()}
