@@ -5,8 +5,18 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from unet_lib.augment import (Compose, ElasticDeform, FlipRotate, Photometric, RandomRotate, elastic_deform,
-                              flip_rotate, photometric, random_displacement_field, rotate, warp)
+from unet_lib.augment import (
+    Compose,
+    ElasticDeform,
+    FlipRotate,
+    Photometric,
+    RandomRotate,
+    elastic_deform,
+    flip_rotate,
+    photometric,
+    random_displacement_field,
+    rotate,
+)
 
 
 def disc_mask(shape=(64, 80), r=18):

@@ -82,13 +82,15 @@ def test_notebook_anatomy(path):
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert re.search(r"^## Summary", text, re.M), f"{path.name}: no '## Summary' section"
     assert re.search(r"^## Exercises", text, re.M), f"{path.name}: no '## Exercises' section"
-    assert "{footbibliography}" in text and "{footcite}" in text, f"{path.name}: cite the papers ({{footcite}}) and list them ({{footbibliography}})"
+    assert "{footbibliography}" in text and "{footcite}" in text, (
+        f"{path.name}: cite the papers ({{footcite}}) and list them ({{footbibliography}})")
     chapter = path.stem[:2]
     checks = set(re.findall(rf"ch{chapter}\.(check_\w+)\(", code))
     assert len(checks) >= 3, f"{path.name}: at least three exercises with checkers from unet_lib.exercises.ch{chapter}"
     solutions = [c for c in nb.cells if "hide-cell" in c.metadata.get("tags", [])]
     assert len(solutions) >= 3, f"{path.name}: each exercise needs a hidden, executed solution (tag 'hide-cell')"
-    assert f'save_results("{path.stem}"' in code, f"{path.name}: headline numbers must go to results/{path.stem}.<profile>.json"
+    assert f'save_results("{path.stem}"' in code, (
+        f"{path.name}: headline numbers must go to results/{path.stem}.<profile>.json")
     assert "data.ensure(" in code, f"{path.name}: the setup must fetch (or find) its datasets with data.ensure"
     # one skeleton: the setup helper, one timer name, one headline key, the one recipe
     assert "p, device = config.setup(SEED)" in code, f"{path.name}: the setup cell calls config.setup(SEED)"
@@ -103,7 +105,8 @@ def test_notebook_anatomy(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_settings_are_uppercase_constants(path):
     nb = nbformat.read(path, as_version=4)
-    settings = [c.source for c in nb.cells if c.cell_type == "code" and re.search(r"^# -*\s*settings", c.source, re.I | re.M)]
+    settings = [c.source for c in nb.cells
+                if c.cell_type == "code" and re.search(r"^# -*\s*settings", c.source, re.I | re.M)]
     assert len(settings) == 1, f"{path.name}: one settings cell, starting with a '# Settings' comment"
     for line in settings[0].splitlines():
         target = re.match(r"^([A-Za-z_][\w, ]*?)\s*=(?!=)", line)

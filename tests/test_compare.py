@@ -11,9 +11,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from unet_lib import compare, losses, metrics
 from unet_lib.data import RandomCrops
-from unet_lib.models import FCN, UNet, UNet3Plus, UNetPlusPlus, count_parameters
 from unet_lib.measure import count_macs
-
+from unet_lib.models import FCN, UNet, UNet3Plus, UNetPlusPlus, count_parameters
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

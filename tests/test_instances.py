@@ -6,8 +6,16 @@ import os
 import numpy as np
 import pytest
 
-from unet_lib.instances import (InstanceScores, f1_from_iou, iou_matrix, label_instances, match_instances,
-                                separate_touching, touching_borders, touching_labels)
+from unet_lib.instances import (
+    InstanceScores,
+    f1_from_iou,
+    iou_matrix,
+    label_instances,
+    match_instances,
+    separate_touching,
+    touching_borders,
+    touching_labels,
+)
 
 
 def touching_squares():

@@ -9,8 +9,16 @@ import torch
 from scipy import ndimage
 
 from unet_lib import losses
-from unet_lib.losses import (MS_SSIM_WEIGHTS, focal_loss, hybrid_loss, iou_loss, ms_ssim, ms_ssim_loss,
-                             ms_ssim_scales, ssim)
+from unet_lib.losses import (
+    MS_SSIM_WEIGHTS,
+    focal_loss,
+    hybrid_loss,
+    iou_loss,
+    ms_ssim,
+    ms_ssim_loss,
+    ms_ssim_scales,
+    ssim,
+)
 
 BIG = 1.0e4  # sigmoid(+-1e4) is exactly 1 / 0 in float32
 C1, C2 = 0.01 ** 2, 0.03 ** 2

@@ -12,7 +12,6 @@ import torch
 from unet_lib.models.unet import UNet, valid_output_size
 from unet_lib.tiling import mirror_pad, plan_tiles, predict_tiled, predict_whole
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -16,8 +16,18 @@ from torch.utils.data import DataLoader, TensorDataset
 from unet_lib import metrics
 from unet_lib.losses import bce_dice_loss, bce_loss, deep_supervision_loss
 from unet_lib.models.unet import UNet
-from unet_lib.train import (History, evaluate, fit, load_best, load_checkpoint, masks_from_logits, predict,
-                            probs_from_logits, save_checkpoint, seed_everything)
+from unet_lib.train import (
+    History,
+    evaluate,
+    fit,
+    load_best,
+    load_checkpoint,
+    masks_from_logits,
+    predict,
+    probs_from_logits,
+    save_checkpoint,
+    seed_everything,
+)
 
 CPU = torch.device("cpu")
 

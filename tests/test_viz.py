@@ -10,7 +10,16 @@ from matplotlib.figure import Figure
 from unet_lib import viz
 from unet_lib.tiling import plan_tiles
 from unet_lib.train import History
-from unet_lib.viz import GT_COLOUR, PRED_COLOUR, draw_tiles, overlay, plot_history, show_grid, show_overlays, to_numpy_image
+from unet_lib.viz import (
+    GT_COLOUR,
+    PRED_COLOUR,
+    draw_tiles,
+    overlay,
+    plot_history,
+    show_grid,
+    show_overlays,
+    to_numpy_image,
+)
 
 
 @pytest.fixture(autouse=True)

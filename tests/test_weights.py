@@ -11,8 +11,14 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from unet_lib.losses import weighted_cross_entropy
-from unet_lib.weights import (border_reach, border_term, border_weight_map, class_balance_weights,
-                              class_weight_map, nearest_two_distances)
+from unet_lib.weights import (
+    border_reach,
+    border_term,
+    border_weight_map,
+    class_balance_weights,
+    class_weight_map,
+    nearest_two_distances,
+)
 
 
 def disc(shape, cy, cx, r):

@@ -27,8 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import augment, metrics
-from .models import UNet3Plus, UNetPlusPlus, count_parameters
 from .measure import count_macs
+from .models import UNet3Plus, UNetPlusPlus, count_parameters
 from .train import History, evaluate, fit, seed_everything
 
 __all__ = ["Contender", "Run", "deployed", "train_contender", "FLIP_ROTATE", "paired_difference",

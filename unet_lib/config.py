@@ -144,7 +144,7 @@ def setup(seed: int = 0, name: str | None = None) -> tuple[Profile, torch.device
     Returns:
         ``(profile, device)``.
     """
-    from .train import seed_everything      # train imports the models; config stays light to import
+    from .train import seed_everything  # train imports the models; config stays light to import
 
     p = profile(name)
     seed_everything(seed)

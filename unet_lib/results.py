@@ -11,13 +11,14 @@ import os
 import platform
 import subprocess
 import time
-from datetime import datetime, timezone
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from .config import Profile, profile as active_profile, repo_root, results_dir
+from .config import Profile, repo_root, results_dir
+from .config import profile as active_profile
 
 __all__ = ["provenance", "save_results", "load_results", "git_commit", "device_name", "Timer", "KVASIR_DICE"]
 

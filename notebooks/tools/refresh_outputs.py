@@ -30,7 +30,8 @@ def strip(nb: nbformat.NotebookNode, keep_checked: bool = True) -> nbformat.Note
         if not (checked and keep_checked):
             cell.outputs = []
         else:  # keep stdout/results, drop stderr noise (warnings, progress bars)
-            cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+            cell.outputs = [o for o in cell.outputs
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
         # nbval compares only reference cells that have an execution count (and fails "Unrun reference
         # cell has outputs" otherwise), so checked cells with outputs keep one
         cell.execution_count = (cell.execution_count or 1) if (checked and keep_checked and cell.outputs) else None

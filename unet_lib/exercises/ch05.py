@@ -167,7 +167,7 @@ def _macs_hint(m: Mismatch) -> str:
 def check_count_macs(fn: Callable[[nn.Module, tuple[int, int, int, int]], int]) -> Feedback:
     """Exercise 4: ``fn(model, input_size)`` counts the MACs of Conv2d and ConvTranspose2d layers per image.
 
-    Checked against :func:`unet_lib.models.unet_plusplus.count_macs` on single layers, a U-Net and
+    Checked against :func:`unet_lib.measure.count_macs` on single layers, a U-Net and
     pruned UNet++ networks (where only the modules that run may be counted).
     """
     torch.manual_seed(0)
