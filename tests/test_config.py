@@ -37,7 +37,7 @@ def test_explicit_name_beats_env(no_env):
 
 
 def test_unknown_profile_lists_valid_names(no_env):
-    with pytest.raises(ValueError, match=r"\['cpu', 'full', 'smoke'\]"):
+    with pytest.raises(ValueError, match=r"\['cpu', 'full', 'rehearsal', 'smoke'\]"):
         profile("gpu")
     no_env.setenv("UNET_BOOK_PROFILE", "tiny")
     with pytest.raises(ValueError, match="tiny"):
@@ -124,3 +124,14 @@ def test_setup_seeds_picks_profile_and_device_and_says_so(monkeypatch, capsys):
     assert "device cpu (" in line and "threads)" in line and "\n" not in line, "one standard line"
     config.setup(3)
     assert torch.equal(torch.rand(2), first), "seeded: the same seed gives the same random numbers"
+
+
+def test_rehearsal_is_full_with_training_capped():
+    import dataclasses
+
+    f, r = PROFILES["full"], PROFILES["rehearsal"]
+    capped = {"name", "max_epochs", "batch_size", "train_limit", "val_limit", "em_steps", "seeds"}
+    for field in dataclasses.fields(f):
+        if field.name not in capped:
+            assert getattr(r, field.name) == getattr(f, field.name), f"rehearsal must keep full's {field.name}"
+    assert (r.max_epochs, r.batch_size, r.train_limit, r.val_limit, r.em_steps, r.seeds) == (1, 2, 4, 4, 2, 1)

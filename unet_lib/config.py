@@ -6,7 +6,7 @@ Nothing here has side effects on import.
 
 Environment variables
 ---------------------
-``UNET_BOOK_PROFILE``  ``smoke`` | ``cpu`` | ``full`` (default: ``full`` with CUDA, else ``cpu``)
+``UNET_BOOK_PROFILE``  ``smoke`` | ``cpu`` | ``full`` | ``rehearsal`` (default: ``full`` with CUDA, else ``cpu``)
 ``UNET_BOOK_DATA``     folder that holds the datasets (default ``./data``)
 ``UNET_BOOK_RESULTS``  folder for ``<notebook>.<profile>.json`` result files (default ``./results``)
 ``UNET_BOOK_DEVICE``   force a device, e.g. ``cpu`` or ``cuda:1``
@@ -73,13 +73,20 @@ PROFILES: dict[str, Profile] = {
                     train_limit=None, val_limit=None, em_tile=388, em_features=64, em_steps=3000, seeds=3,
                     num_workers=2),
 }
+# CI's rehearsal of `full` on a CPU: the full profile's image sizes, widths, tiles, loss paths and
+# DataLoader workers, with training capped at a couple of steps (4 images, batch 2, one epoch) and
+# 4 validation images (the fewest the chapters need, as in smoke), so that a full-profile path that
+# breaks fails in CI and not in a student's Colab.
+# Its numbers mean nothing. The only field smaller than in `full` besides the caps: the batch (2, not 16).
+PROFILES["rehearsal"] = dataclasses.replace(PROFILES["full"], name="rehearsal", max_epochs=1, batch_size=2,
+                                            train_limit=4, val_limit=4, em_steps=2, seeds=1)
 
 
 def profile(name: str | None = None) -> Profile:
     """Return the active profile.
 
     Args:
-        name: ``"smoke"``, ``"cpu"`` or ``"full"``; default ``$UNET_BOOK_PROFILE``,
+        name: ``"smoke"``, ``"cpu"``, ``"full"`` or ``"rehearsal"``; default ``$UNET_BOOK_PROFILE``,
             else ``"full"`` when CUDA is available and ``"cpu"`` otherwise.
 
     Returns:
