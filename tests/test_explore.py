@@ -51,6 +51,7 @@ def test_jpeg_is_smaller_for_photographs():
     ({"threshold": [0.5]}, {"labels": {"threshold": ["a", "b"]}}, "1 values but 2 labels"),
     ({"threshold": [0.5]}, {"labels": {"image": ["a"]}}, "not a control"),
     ({"threshold": [0.5]}, {"fmt": "gif"}, "png' or 'jpeg"),
+    ({"threshold": [0.5]}, {"start": {"threshold": 0.7}}, "not one of the control's values"),
     ({"threshold": list(range(MAX_STATES + 1))}, {}, "more than"),
 ])
 def test_bad_grids_are_named(controls, kwargs, match):
@@ -61,3 +62,11 @@ def test_bad_grids_are_named(controls, kwargs, match):
 def test_render_must_return_a_figure():
     with pytest.raises(TypeError, match="must return a matplotlib Figure, got NoneType"):
         static_explorer(lambda threshold: None, {"threshold": [0.5]})
+
+
+def test_start_picks_the_state_shown_first():
+    ex = static_explorer(render, {"threshold": [0.3, 0.5, 0.7], "image": ["a", "b"]},
+                         start={"threshold": 0.5, "image": "b"})
+    page = ex._repr_html_()
+    assert f'src="{ex.frames["1,1"]}"' in page
+    assert 'value="1" data-k="0"' in page and '<option value="1" selected>b</option>' in page

@@ -45,8 +45,10 @@ class StaticExplorer:
     """A grid of prerendered states with one control per parameter; shown as HTML by IPython."""
 
     def __init__(self, controls: dict[str, list], labels: dict[str, list[str]], frames: dict[str, str],
-                 title: str | None = None):
+                 title: str | None = None, start: dict[str, int] | None = None):
         self.controls, self.labels, self.frames, self.title = controls, labels, frames, title
+        #: index of the value each control shows first
+        self.start = {name: (start or {}).get(name, 0) for name in controls}
         self.id = "explorer-" + uuid.uuid4().hex[:8]
 
     @property
@@ -55,12 +57,13 @@ class StaticExplorer:
         return len(self._repr_html_().encode())
 
     def _control_html(self, k: int, name: str) -> str:
-        labels = self.labels[name]
+        labels, first = self.labels[name], self.start[name]
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.controls[name]):
-            widget = (f'<input type="range" min="0" max="{len(labels) - 1}" step="1" value="0" data-k="{k}">'
-                      f'<span class="value">{html.escape(labels[0])}</span>')
+            widget = (f'<input type="range" min="0" max="{len(labels) - 1}" step="1" value="{first}" data-k="{k}">'
+                      f'<span class="value">{html.escape(labels[first])}</span>')
         else:
-            options = "".join(f'<option value="{i}">{html.escape(t)}</option>' for i, t in enumerate(labels))
+            options = "".join(f'<option value="{i}"{" selected" if i == first else ""}>{html.escape(t)}</option>'
+                              for i, t in enumerate(labels))
             widget = f'<select data-k="{k}">{options}</select>'
         return f'<label style="margin-right:1.5em">{html.escape(name)} {widget}</label>'
 
@@ -68,7 +71,7 @@ class StaticExplorer:
         names = list(self.controls)
         title = f"<div><b>{html.escape(self.title)}</b></div>" if self.title else ""
         controls = "".join(self._control_html(k, n) for k, n in enumerate(names))
-        first = self.frames[",".join("0" for _ in names)]
+        first = self.frames[",".join(str(self.start[n]) for n in names)]
         return f"""<div id="{self.id}" class="unet-static-explorer">{title}<div>{controls}</div>
 <img style="max-width:100%" src="{first}" alt="explorer figure">
 <script>
@@ -94,7 +97,7 @@ class StaticExplorer:
 
 def static_explorer(render: Callable[..., object], controls: Mapping[str, Sequence], *,
                     labels: Mapping[str, Sequence[str]] | None = None, title: str | None = None,
-                    fmt: str = "png", dpi: int = 60) -> StaticExplorer:
+                    start: Mapping[str, object] | None = None, fmt: str = "png", dpi: int = 60) -> StaticExplorer:
     """Render ``render(**state)`` for every combination of ``controls`` and wrap the images with sliders.
 
     Args:
@@ -103,6 +106,7 @@ def static_explorer(render: Callable[..., object], controls: Mapping[str, Sequen
             slider, anything else a drop-down menu.
         labels: optional display text per value (same length as the control's values), e.g. image names.
         title: a line above the controls.
+        start: the value a control shows first (default: its first value), e.g. ``{"threshold": 0.5}``.
         fmt: ``"png"`` (line art, masks) or ``"jpeg"`` (photographs; smaller).
         dpi: resolution of the embedded images.
 
@@ -110,8 +114,9 @@ def static_explorer(render: Callable[..., object], controls: Mapping[str, Sequen
         A :class:`StaticExplorer`: the last expression of a cell displays it.
 
     Raises:
-        ValueError: no controls, a control without values, labels of the wrong length, a format other
-            than png/jpeg, or more than :data:`MAX_STATES` combinations.
+        ValueError: no controls, a control without values, labels of the wrong length, a start value that
+            is not among the control's values, a format other than png/jpeg, or more than
+            :data:`MAX_STATES` combinations.
     """
     if not controls:
         raise ValueError("static_explorer needs at least one control, e.g. {'threshold': [0.3, 0.5, 0.7]}")
@@ -135,9 +140,15 @@ def static_explorer(render: Callable[..., object], controls: Mapping[str, Sequen
         sizes = " x ".join(f"{len(v)} {name}" for name, v in values.items())
         raise ValueError(f"{sizes} = {n_states} states is more than {MAX_STATES}: a page would carry "
                          f"{n_states} images; use fewer values per control")
+    first = {}
+    for name, value in (start or {}).items():
+        if name not in values or value not in values[name]:
+            raise ValueError(f"start {name}={value!r} is not one of the control's values "
+                             f"{values.get(name, '(no such control)')}")
+        first[name] = values[name].index(value)
     names = list(values)
     frames = {}
     for index in itertools.product(*(range(len(values[n])) for n in names)):
         state = {n: values[n][i] for n, i in zip(names, index)}
         frames[",".join(map(str, index))] = _encode(render(**state), fmt, dpi)
-    return StaticExplorer(values, texts, frames, title)
+    return StaticExplorer(values, texts, frames, title, first)
