@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 #: fixed settings every chapter may name without listing them
 COMMON = {"0.5": "the decision threshold on probabilities"}
-DECIMAL = re.compile(r"(?<![\w.\-/])[+\-−]?\d+\.\d+(?![\w.])")
+DECIMAL = re.compile(r"(?<![\w.\-/])[+\-−]?\d+\.\d+(?!\w|\.\d)")
 
 
 def prose(markdown: str) -> str:
@@ -38,6 +38,7 @@ def decimals(paragraph: str) -> list[str]:
 def test_prose_filter_keeps_numbers_and_drops_math_and_code():
     assert decimals("Dice 0.726 [0.682, 0.768], threshold `0.35`, $p = 0.5$, v1.2.3, 2.5 %") == \
         ["0.726", "0.682", "0.768", "2.5"]
+    assert decimals("it ends below 0.004.") == ["0.004"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

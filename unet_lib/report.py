@@ -97,7 +97,8 @@ def run_facts(p: Profile, device: torch.device | str, t0: float | None = None) -
         t0: the chapter's ``time.perf_counter()`` at its start; the elapsed time is stated when given.
     """
     device = torch.device(device)
-    where = f"{device.type} ({torch.get_num_threads()} threads)" if device.type == "cpu" else str(device)
+    n = torch.get_num_threads()
+    where = f"{device.type} ({n} thread{'s' if n != 1 else ''})" if device.type == "cpu" else str(device)
     parts = [f"`{p.name}` profile", where]
     if t0 is not None:
         parts.append(f"{(time.perf_counter() - t0) / 60:.1f} min so far")
