@@ -1,6 +1,9 @@
 # Two commands do everything on a fresh machine (each creates or reuses .venv by itself):
 #   make book   -> executes every notebook and builds the HTML book under _build/html
 #   make test   -> unit tests, then every notebook under nbval in the smoke profile
+#   make student -> the student edition (notebooks without solutions) in _build/student
+#   make rehearsal -> every notebook with the full profile's sizes, training capped (CI's proof of `full`)
+#   make lint   -> ruff over the library, tests and notebooks
 # Data: $UNET_BOOK_DATA if set; else ../shared/data when it exists (the course's shared copy);
 # else ./data, downloaded from the datasets' official homes on first use.
 
@@ -10,7 +13,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 export UNET_BOOK_DATA ?= $(if $(wildcard ../shared/data/kvasir-seg),$(abspath ../shared/data),$(CURDIR)/data)
 
-.PHONY: book test unit notebooks data venv clean
+.PHONY: book test unit notebooks student rehearsal lint data venv clean
 
 venv: $(VENV)/.installed
 
@@ -21,6 +24,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip install -q "ruff>=0.6,<1"
 	touch $@
 
 data: venv
@@ -37,6 +41,19 @@ notebooks: data
 	UNET_BOOK_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax notebooks/
 
 test: unit notebooks
+
+# the `full` profile's image sizes, widths, tiles, deep supervision, CGM and workers, with training capped
+# at a couple of steps (config.PROFILES["rehearsal"]): a full-profile path that breaks fails here
+rehearsal: data
+	UNET_BOOK_PROFILE=rehearsal $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks/
+
+lint: venv
+	$(BIN)/ruff check .
+
+# every chapter without its solution cells and outputs (unet_lib/exercises/student.py; book/instructors.md)
+student: venv
+	rm -rf _build/student
+	$(BIN)/python -m unet_lib.exercises.student --out _build/student
 
 clean:
 	rm -rf _build .pytest_cache results

@@ -28,7 +28,8 @@ from PIL import Image
 from unet_lib import data as D
 
 DATA = os.environ.get("UNET_BOOK_DATA")
-HAVE_DATA = bool(DATA) and all((Path(DATA) / f).is_dir() for f in ("kvasir-seg", "isbi2012-em", "dsb2018-nuclei-subset"))
+HAVE_DATA = bool(DATA) and all((Path(DATA) / f).is_dir()
+                                for f in ("kvasir-seg", "isbi2012-em", "dsb2018-nuclei-subset"))
 real = pytest.mark.skipif(not HAVE_DATA, reason="real datasets not found: set UNET_BOOK_DATA to the folder that "
                                                 "holds kvasir-seg/, isbi2012-em/ and dsb2018-nuclei-subset/ "
                                                 "(CI: ../shared/data)")
@@ -81,7 +82,7 @@ def test_manifest_counts_and_sources():
                                          "b45af4d458437d8281cc218a07fd4380818ece4a/data/membrane/train/label/7.png")
     assert isbi["test/0.png"].endswith("/data/membrane/test/0.png")
     kv = dict((dst, url) for url, dst in D.DATASETS["kvasir-seg"].file_downloads())
-    assert set(kv) == {"splits-mediaeval2020/train.txt", "splits-mediaeval2020/val.txt", "splits-mediaeval2020/README.md"}
+    assert set(kv) == {f"splits-mediaeval2020/{f}" for f in ("train.txt", "val.txt", "README.md")}
     assert kv["splits-mediaeval2020/val.txt"] == (
         "https://raw.githubusercontent.com/DebeshJha/2020-MediaEval-Medico-polyp-segmentation/"
         "d594c08b7f3a1cc40ef878284b5fc29de822bf18/kvasir-seg-train-val/val.txt")
@@ -242,7 +243,8 @@ def test_safe_extract_accepts_normal_archives_with_mapping(tmp_path):
     archive = _zip(tmp_path / "ok.zip", members)
     written = D.safe_extract(archive, tmp_path / "t", members={"Top/images/": "images/", "Top/masks/": "masks/",
                                                                "Top/boxes.json": "boxes.json"})
-    assert sorted(p.relative_to(tmp_path / "t").as_posix() for p in written) == ["boxes.json", "images/a.jpg", "masks/a.jpg"]
+    names = sorted(p.relative_to(tmp_path / "t").as_posix() for p in written)
+    assert names == ["boxes.json", "images/a.jpg", "masks/a.jpg"]
     assert (tmp_path / "t/images/a.jpg").read_bytes() == b"A" and not (tmp_path / "t/__MACOSX").exists()
     infos = []
     for name in ("d/x.txt", "d/y.txt"):
@@ -463,7 +465,8 @@ def test_kvasir_dataset_shapes_and_values():
     ds_t = D.KvasirSEG(split="val", size=(16, 24), ids=ds.ids[1:3], transform=flip, progress=False)
     image_t, mask_t = ds_t[0]
     assert calls == [((16, 24, 3), np.dtype(bool))]
-    assert image_t.shape == (3, 16, 24) and torch.equal(mask_t[0].bool(), torch.from_numpy(ds_t.masks[0][:, ::-1].copy()))
+    assert image_t.shape == (3, 16, 24)
+    assert torch.equal(mask_t[0].bool(), torch.from_numpy(ds_t.masks[0][:, ::-1].copy()))
     before = ds_t.images.copy()
 
     def zero_in_place(image, mask):
@@ -501,7 +504,8 @@ def test_kvasir_missing_mask(fake_kvasir):
     (folder / "masks" / "img_b.jpg").unlink()
     with pytest.raises(FileNotFoundError) as exc:
         D.KvasirSEG(ids=ids, size=16, root=root, progress=False)
-    assert str(folder / "masks" / "img_b.jpg") in str(exc.value) and str(folder / "images" / "img_b.jpg") in str(exc.value)
+    assert str(folder / "masks" / "img_b.jpg") in str(exc.value)
+    assert str(folder / "images" / "img_b.jpg") in str(exc.value)
 
 
 def test_kvasir_size_mismatch(fake_kvasir):

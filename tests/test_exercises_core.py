@@ -212,3 +212,90 @@ def test_checker_turns_bad_answers_into_not_yet():
     assert not fb and fb.message == "your function returned None; it should return an int (a whole number). " \
                                     "Is a `return` missing?"
     assert "nan" in check_int(lambda: float("nan")).message
+
+
+# -- close: the one comparison; status; what a crash shows ------------------------------------------------
+def test_close_is_never_fooled():
+    from unet_lib.exercises._core import close
+
+    assert close(0.1 + 0.2, 0.3, 1e-9) and close(3, 3) and not close(3, 4) and close(10**18 + 1, 10**18 + 1)
+    assert close(np.array([1.0, np.inf]), [1.0, np.inf]) and close(torch.ones(2, 2), np.ones((2, 2)))
+    assert close(1000.5, 1000, 0, 1e-3) and not close(1000.5, 1000, 0, 1e-4)
+    for got in (float("nan"), None, "0.3", True, [0.3, 0.3], {"a": 0.3}, np.array([np.nan]), torch.tensor([0.3, 0.3]),
+                object(), float("inf")):
+        assert not close(got, 0.3, tol=1.0), got
+    assert not close(np.zeros(3), np.zeros((3, 1))) and not close(0.3, float("nan"), tol=1.0)
+
+
+def test_status_and_raised():
+    assert check_double(lambda x: 2 * x).status == "correct"
+    assert check_double(lambda x: x).status == "not yet"
+    fb = check_double(lambda x: 1 / 0)
+    assert fb.status == "error" and fb.raised == "ZeroDivisionError"
+
+    def stub(x):
+        raise NotImplementedError
+
+    assert check_double(stub).status == "not yet" and check_double(stub).raised == ""
+
+
+def test_a_value_instead_of_a_function_is_named():
+    fb = check_half(0.5)                                       # check_x(my_x(...)) instead of check_x(my_x)
+    assert not fb and "not a function" in fb.message and "check_half(my_function)" in fb.message
+    assert "raised" not in fb.message
+
+
+def test_a_crash_names_the_students_line_never_one_inside_unet_lib():
+    from unet_lib import metrics
+
+    def calls_the_library_badly(x):
+        return metrics.dice(np.zeros((2, 3)), np.zeros((4, 5)))     # raises inside unet_lib.metrics
+
+    line = inspect.getsourcelines(calls_the_library_badly)[1] + 1
+    fb = check_half(calls_the_library_badly)
+    assert not fb and f"line {line} of test_exercises_core.py" in fb.message and fb.raised
+
+
+def test_a_checker_that_cannot_read_an_odd_answer_does_not_blame_a_line(monkeypatch):
+    from unet_lib.exercises import _core
+
+    @checker
+    def check_fragile(fn):
+        return correct("ok") if fn() + 1 == 2 else not_yet("no")     # the checker itself fails on a str
+
+    # as if this checker were library code: no frame of the student's is left to point at
+    monkeypatch.setattr(_core, "_in_library", lambda filename: True)
+    fb = check_fragile(lambda: "1")
+    assert not fb and "could not be checked" in fb.message and "line" not in fb.message and fb.raised == "TypeError"
+
+
+def test_verdicts_are_recorded_only_when_asked(tmp_path, monkeypatch):
+    from unet_lib.exercises import ch03, verdicts
+
+    path = tmp_path / "verdicts.jsonl"
+    monkeypatch.delenv(verdicts.ENV, raising=False)
+    ch03.check_double_conv_params(lambda *a: 0)
+    assert not path.exists()
+    monkeypatch.setenv(verdicts.ENV, str(path))
+    ch03.check_double_conv_params(lambda *a: 0)
+    ch03.check_output_size(lambda n: 1 / 0)
+    check_double(lambda x: 2 * x)
+    path.open("a").write("not json\n")                       # a broken line is skipped, not fatal
+    got = verdicts.read(path)
+    assert [(v["chapter"], v["exercise"], v["status"]) for v in got] == [
+        ("03", "check_double_conv_params", "not yet"), ("03", "check_output_size", "error"),
+        ("test_exercises_core", "check_double", "correct")]
+    assert "ZeroDivisionError" in got[1]["message"]
+    monkeypatch.setenv(verdicts.ENV, str(tmp_path / "missing-folder" / "v.jsonl"))
+    assert not ch03.check_double_conv_params(lambda *a: 0)    # an unwritable file never breaks a checker
+    assert verdicts.read(tmp_path / "nothing.jsonl") == []
+
+
+def test_the_registry_lists_every_chapters_exercises():
+    from unet_lib.exercises import verdicts
+
+    assert verdicts.chapters() == ["01", "02", "03", "04", "05", "06", "07"]
+    assert verdicts.exercises("03") == ["check_output_size", "check_center_crop", "check_double_conv_params"]
+    assert all(len(verdicts.exercises(c)) >= 3 for c in verdicts.chapters())
+    with pytest.raises(ValueError, match="no checkers for chapter"):
+        verdicts.exercises("99")

@@ -80,7 +80,8 @@ def test_ms_ssim_scales(size, scales):
 def test_ms_ssim_of_constant_images_by_hand(size):
     # constant images: every cs = 1 (no variance), luminance l = (2ab + C1) / (a^2 + b^2 + C1) at the coarsest scale
     a, b = 0.8, 0.3
-    x, y = torch.full((1, 1, size, size), a, dtype=torch.float64), torch.full((1, 1, size, size), b, dtype=torch.float64)
+    x = torch.full((1, 1, size, size), a, dtype=torch.float64)
+    y = torch.full((1, 1, size, size), b, dtype=torch.float64)
     lum = (2 * a * b + C1) / (a * a + b * b + C1)
     scales = max(1, ms_ssim_scales(size, size))
     w_last = MS_SSIM_WEIGHTS[scales - 1] / (sum(MS_SSIM_WEIGHTS[:scales]) if scales < 5 else 1.0)
@@ -225,4 +226,5 @@ def test_mixed_precision_inputs_are_computed_in_float32():
 
 def test_module_wrapper():
     logits, target = torch.randn(1, 1, 32, 32), _disk(32, 8)
-    torch.testing.assert_close(losses.Loss(focal_loss, gamma=1.0)(logits, target), focal_loss(logits, target, gamma=1.0))
+    torch.testing.assert_close(losses.Loss(focal_loss, gamma=1.0)(logits, target),
+                               focal_loss(logits, target, gamma=1.0))

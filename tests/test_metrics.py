@@ -42,8 +42,10 @@ def test_metrics_are_not_symmetric_where_they_should_not_be():
 def test_per_image_batch():
     # image 0: the hand case above; image 1: perfect; image 2: disjoint single pixels
     #   image 2: pred (0,0), target (2,3): TP = 0, FP = 1, FN = 1 -> Dice 0, IoU 0
-    p2 = np.zeros((3, 4), bool); p2[0, 0] = True
-    t2 = np.zeros((3, 4), bool); t2[2, 3] = True
+    p2 = np.zeros((3, 4), bool)
+    p2[0, 0] = True
+    t2 = np.zeros((3, 4), bool)
+    t2[2, 3] = True
     pred = np.stack([PRED, TARGET, p2])
     target = np.stack([TARGET, TARGET, t2])
     d = dice(pred, target)
@@ -77,7 +79,8 @@ def test_precision_recall_conventions():
     # defined cases: all predicted on an all-true target
     assert precision(full, full).item() == 1.0 and recall(full, full).item() == 1.0
     # predict everything on a target with 4 of 16 pixels: precision 4/16, recall 1
-    t = empty.copy(); t[:2, :2] = True
+    t = empty.copy()
+    t[:2, :2] = True
     assert precision(full, t).item() == pytest.approx(0.25)
     assert recall(full, t).item() == 1.0
 

@@ -11,8 +11,16 @@ splines, and one field applied to the image (cubic) and to its mask and weight
 map (nearest neighbour, so labels stay labels); and rotations by any angle
 (:func:`rotate`).
 
-Arrays: ``image`` is ``(H, W)`` or ``(H, W, C)`` (uint8 or float), ``mask`` and
-``weight`` are ``(H, W)``.
+Arrays: ``image`` is ``(H, W)`` or ``(H, W, C)`` (uint8 in [0, 255] or float in [0, 1]), ``mask``
+and ``weight`` are ``(H, W)``; every array of one call shares ``(H, W)``.
+
+The transform classes (:class:`FlipRotate`, :class:`Photometric`, :class:`ElasticDeform`,
+:class:`RandomRotate`, :class:`Compose`) take ``rng=`` per call: a dataset that seeds each item by
+``(seed, epoch, index)`` (:class:`unet_lib.data.RandomCrops`, :class:`unet_lib.data.KvasirSEG`,
+:class:`unet_lib.data.ISBIEM`) passes it, so an item's augmentation depends on neither the order
+of reading, the number of DataLoader workers nor a resumed run. Called without ``rng`` they draw
+from their own generator, whose state ``state_dict()`` / ``load_state_dict()`` save and restore
+(:func:`unet_lib.train.fit` keeps it in ``last.pt``).
 """
 from __future__ import annotations
 
@@ -21,8 +29,19 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["flip_rotate", "photometric", "Compose", "FlipRotate", "Photometric", "random_displacement_field",
-           "warp", "elastic_deform", "ElasticDeform", "rotate", "RandomRotate"]
+__all__ = ["SeededTransform", "flip_rotate", "photometric", "Compose", "FlipRotate", "Photometric",
+           "random_displacement_field", "warp", "elastic_deform", "ElasticDeform", "rotate", "RandomRotate"]
+
+
+def _same_size(fn: str, image: np.ndarray, others) -> None:
+    """Every array of a joint transform must share the image's ``(H, W)``."""
+    if np.ndim(image) not in (2, 3):
+        raise ValueError(f"{fn}: the image must be (H, W) or (H, W, C), got shape {np.shape(image)}")
+    for k, o in enumerate(others):
+        if np.shape(o)[:2] != np.shape(image)[:2]:
+            raise ValueError(f"{fn}: array {k + 1} (a mask or weight map) has shape {np.shape(o)}, but the image is "
+                             f"{np.shape(image)}: every array must share (H, W) = {np.shape(image)[:2]} (resize the "
+                             "mask with data.resize_mask, or crop both alike)")
 
 
 def flip_rotate(image: np.ndarray, *others: np.ndarray, rng: np.random.Generator | None = None
@@ -31,7 +50,11 @@ def flip_rotate(image: np.ndarray, *others: np.ndarray, rng: np.random.Generator
 
     Returns:
         ``(image, *others)`` transformed, as contiguous arrays.
+
+    Raises:
+        ValueError: an array whose ``(H, W)`` differs from the image's (names both shapes).
     """
+    _same_size("flip_rotate", image, others)
     rng = rng if rng is not None else np.random.default_rng()
     k, flip = int(rng.integers(4)), bool(rng.integers(2))
 
@@ -48,15 +71,30 @@ def photometric(image: np.ndarray, rng: np.random.Generator | None = None, brigh
 
     Args:
         image: uint8 in [0, 255] or float in [0, 1].
-        brightness: additive shift drawn from ``U(-brightness, brightness)`` (in [0, 1] units).
-        contrast: multiplicative factor ``U(1 - contrast, 1 + contrast)`` around the mean.
-        gamma: exponent ``exp(U(-gamma, gamma))``.
+        brightness: additive shift drawn from ``U(-brightness, brightness)`` (in [0, 1] units), >= 0.
+        contrast: multiplicative factor ``U(1 - contrast, 1 + contrast)`` around the mean, in [0, 1).
+        gamma: exponent ``exp(U(-gamma, gamma))``, >= 0.
 
     Returns:
         An image of the same dtype and range.
+
+    Raises:
+        ValueError: a float image outside [0, 1] (e.g. 0-255 values stored as float: it would be
+            clipped to white) or a parameter out of its range.
     """
-    rng = rng if rng is not None else np.random.default_rng()
+    image = np.asarray(image)
+    if not brightness >= 0 or not gamma >= 0 or not 0 <= contrast < 1:
+        raise ValueError(f"photometric needs brightness >= 0, 0 <= contrast < 1 (1 or more can invert the image) and "
+                         f"gamma >= 0, got brightness={brightness}, contrast={contrast}, gamma={gamma}")
     is_uint8 = image.dtype == np.uint8
+    if not is_uint8:
+        if not np.issubdtype(image.dtype, np.floating):
+            raise TypeError(f"photometric takes uint8 images (0-255) or float images in [0, 1], got {image.dtype}")
+        lo, hi = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+        if not (lo >= -1e-6 and hi <= 1 + 1e-6):
+            raise ValueError(f"photometric: a float image must hold values in [0, 1], got {lo:g} to {hi:g}: divide a "
+                             "0-255 image by 255 first (or pass it as uint8)")
+    rng = rng if rng is not None else np.random.default_rng()
     x = image.astype(np.float32) / 255.0 if is_uint8 else image.astype(np.float32)
     mean = x.mean()
     x = (x - mean) * rng.uniform(1 - contrast, 1 + contrast) + mean + rng.uniform(-brightness, brightness)
@@ -64,42 +102,85 @@ def photometric(image: np.ndarray, rng: np.random.Generator | None = None, brigh
     return (x * 255.0 + 0.5).astype(np.uint8) if is_uint8 else x.astype(image.dtype)
 
 
-class FlipRotate:
+class SeededTransform:
+    """Base of the transform classes: a ``seed``, an own generator, ``rng=`` per call, a saveable state.
+
+    Args:
+        seed: seed of the own generator; a dataset that seeds items by ``(seed, epoch, index)``
+            uses it too (``None``: fresh entropy, not reproducible).
+    """
+
+    def __init__(self, seed: int | None = None):
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def _rng(self, rng: np.random.Generator | None) -> np.random.Generator:
+        return self.rng if rng is None else rng
+
+    def state_dict(self) -> dict:
+        """The own generator's state (plain numbers: it goes into a checkpoint)."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the own generator's state saved by :meth:`state_dict`."""
+        self.rng.bit_generator.state = state["rng"]
+
+
+class FlipRotate(SeededTransform):
     """Callable transform ``(image, mask, *others) -> (image, mask, *others)`` for datasets.
 
     Draws from its own generator (seeded with ``seed``), or from the ``rng`` a dataset passes
     per item (e.g. :class:`unet_lib.data.RandomCrops`, seeded by ``(seed, epoch, index)``).
     """
 
-    def __init__(self, seed: int | None = None):
-        self.rng = np.random.default_rng(seed)
-
     def __call__(self, image: np.ndarray, *others: np.ndarray, rng: np.random.Generator | None = None
                  ) -> tuple[np.ndarray, ...]:
-        return flip_rotate(image, *others, rng=self.rng if rng is None else rng)
+        return flip_rotate(image, *others, rng=self._rng(rng))
 
 
-class Photometric:
+class Photometric(SeededTransform):
     """Callable transform that changes the image only; masks and weights pass through."""
 
     def __init__(self, seed: int | None = None, **kwargs):
-        self.rng, self.kwargs = np.random.default_rng(seed), kwargs
+        super().__init__(seed)
+        self.kwargs = kwargs
 
-    def __call__(self, image: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-        return (photometric(image, self.rng, **self.kwargs),) + others
+    def __call__(self, image: np.ndarray, *others: np.ndarray, rng: np.random.Generator | None = None
+                 ) -> tuple[np.ndarray, ...]:
+        return (photometric(image, self._rng(rng), **self.kwargs),) + others
 
 
-class Compose:
-    """Apply transforms in order: ``Compose([FlipRotate(0), Photometric(1)])(image, mask)``."""
+class Compose(SeededTransform):
+    """Apply transforms in order: ``Compose([FlipRotate(0), Photometric(1)])(image, mask)``.
+
+    A per-call ``rng`` is passed on to every :class:`SeededTransform` inside; other callables are
+    called as ``t(*arrays)``. Each must return as many arrays as it was given.
+    """
 
     def __init__(self, transforms: Sequence[Callable[..., tuple]]):
+        super().__init__(None)
         self.transforms = list(transforms)
+        self.seed = next((t.seed for t in self.transforms if isinstance(t, SeededTransform)), None)
 
-    def __call__(self, image: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+    def __call__(self, image: np.ndarray, *others: np.ndarray, rng: np.random.Generator | None = None
+                 ) -> tuple[np.ndarray, ...]:
         arrays = (image,) + others
         for t in self.transforms:
-            arrays = t(*arrays)
+            out = t(*arrays, rng=rng) if isinstance(t, SeededTransform) and rng is not None else t(*arrays)
+            if not isinstance(out, tuple) or len(out) != len(arrays):
+                got = f"a tuple of {len(out)}" if isinstance(out, tuple) else type(out).__name__
+                raise TypeError(f"Compose: {t!r} returned {got} for {len(arrays)} arrays: a transform must return "
+                                "(image, *others), one array for each it was given")
+            arrays = out
         return arrays
+
+    def state_dict(self) -> dict:
+        return {"transforms": [t.state_dict() if hasattr(t, "state_dict") else {} for t in self.transforms]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for t, s in zip(self.transforms, state["transforms"]):
+            if hasattr(t, "load_state_dict"):
+                t.load_state_dict(s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,7 +256,8 @@ def warp(array: np.ndarray, field: np.ndarray, order: int = 3, mode: str = "refl
     a = np.asarray(array)
     top, left = (int(v) for v in offset)
     if a.ndim not in (2, 3) or field.ndim != 3 or field.shape[0] != 2:
-        raise ValueError(f"expected an array (H, W) or (H, W, C) and a field (2, h, w), got {a.shape} and {field.shape}")
+        raise ValueError(f"expected an array (H, W) or (H, W, C) and a field (2, h, w), got {a.shape} "
+                         f"and {field.shape}")
     if (top, left) == (0, 0) and a.shape[:2] != field.shape[1:]:
         raise ValueError(f"array {a.shape} and field {field.shape} do not match: the field must be (2, H, W) "
                          f"with (H, W) = {a.shape[:2]} (or pass offset=(top, left) for a window)")
@@ -238,25 +320,29 @@ def elastic_deform(image: np.ndarray, *others: np.ndarray, grid: int = 3, sigma:
                                                               for o in others)
 
 
-class ElasticDeform:
+class ElasticDeform(SeededTransform):
     """Callable ``(image, mask, *others) -> (image, mask, *others)`` applying :func:`elastic_deform`.
 
     Args:
         grid, sigma: as in :func:`elastic_deform` (paper: 3 and 10 px).
         seed: seed of the transform's own random generator.
-        p: probability of deforming a sample (otherwise it passes unchanged).
+        p: probability of deforming a sample (otherwise it passes unchanged), in [0, 1].
         order, others_order: interpolation orders for the image and the other arrays.
     """
 
     def __init__(self, grid: int = 3, sigma: float = 10.0, seed: int | None = None, p: float = 1.0,
                  order: int = 3, others_order: int = 0):
+        if not 0 <= p <= 1:
+            raise ValueError(f"ElasticDeform: p is a probability in [0, 1], got {p}")
+        super().__init__(seed)
         self.grid, self.sigma, self.p, self.order, self.others_order = grid, sigma, p, order, others_order
-        self.rng = np.random.default_rng(seed)
 
-    def __call__(self, image: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-        if self.p < 1.0 and self.rng.random() >= self.p:
+    def __call__(self, image: np.ndarray, *others: np.ndarray, rng: np.random.Generator | None = None
+                 ) -> tuple[np.ndarray, ...]:
+        rng = self._rng(rng)
+        if self.p < 1.0 and rng.random() >= self.p:
             return (image,) + others
-        return elastic_deform(image, *others, grid=self.grid, sigma=self.sigma, rng=self.rng,
+        return elastic_deform(image, *others, grid=self.grid, sigma=self.sigma, rng=rng,
                               order=self.order, others_order=self.others_order)
 
     def __repr__(self) -> str:
@@ -274,6 +360,7 @@ def rotate(image: np.ndarray, *others: np.ndarray, angle: float, order: int = 3,
         ``(image, *others)`` rotated, with their shapes and dtypes.
     """
     image = np.asarray(image)
+    _same_size("rotate", image, others)
     h, w = image.shape[:2]
     t = np.deg2rad(angle)
     yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
@@ -285,13 +372,14 @@ def rotate(image: np.ndarray, *others: np.ndarray, angle: float, order: int = 3,
     return (warp(image, field, order, mode),) + tuple(warp(np.asarray(o), field, others_order, mode) for o in others)
 
 
-class RandomRotate:
+class RandomRotate(SeededTransform):
     """Callable transform: rotate by an angle drawn from ``U(-max_angle, max_angle)`` degrees."""
 
     def __init__(self, max_angle: float = 180.0, seed: int | None = None, order: int = 3, others_order: int = 0):
+        super().__init__(seed)
         self.max_angle, self.order, self.others_order = max_angle, order, others_order
-        self.rng = np.random.default_rng(seed)
 
-    def __call__(self, image: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-        angle = float(self.rng.uniform(-self.max_angle, self.max_angle))
+    def __call__(self, image: np.ndarray, *others: np.ndarray, rng: np.random.Generator | None = None
+                 ) -> tuple[np.ndarray, ...]:
+        angle = float(self._rng(rng).uniform(-self.max_angle, self.max_angle))
         return rotate(image, *others, angle=angle, order=self.order, others_order=self.others_order)

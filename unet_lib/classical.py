@@ -512,7 +512,8 @@ def best_global_threshold(xs: Iterable[np.ndarray], targets: Iterable[np.ndarray
     t = _thresholds(thresholds)
     xs, targets = list(xs), list(targets)
     if not xs or len(xs) != len(targets):
-        raise ValueError(f"need the same, non-zero number of feature maps and targets, got {len(xs)} and {len(targets)}")
+        raise ValueError(f"need the same, non-zero number of feature maps and targets, "
+                         f"got {len(xs)} and {len(targets)}")
     best = (float(t[0]), pols[0], -1.0)
     for pol in pols:
         mean = np.mean([dice_curve(x, m, t, pol) for x, m in zip(xs, targets)], axis=0)

@@ -58,7 +58,8 @@ class Contender:
     output_fn: Callable | None = None
 
 
-#: ``transform=`` default of :func:`train_contender`: a fresh :class:`~unet_lib.augment.FlipRotate` seeded with the run's seed
+#: ``transform=`` default of :func:`train_contender`: a fresh :class:`~unet_lib.augment.FlipRotate`
+#: seeded with the run's seed
 FLIP_ROTATE = "flip_rotate"
 
 
@@ -232,6 +233,9 @@ def size_strata(fractions: Sequence[float] | np.ndarray, edges: Sequence[float] 
     if not 0 <= lo < hi <= 1:
         raise ValueError(f"edges must be two increasing fractions in [0, 1], got {tuple(edges)}")
     f = np.asarray(fractions, dtype=float).ravel()
+    if not ((f >= 0) & (f <= 1)).all():
+        raise ValueError(f"object fractions must lie in [0, 1], got {f[~((f >= 0) & (f <= 1))][0]} "
+                         "(see object_fraction)")
     return ["small" if v < lo else "medium" if v < hi else "large" for v in f]
 
 

@@ -59,7 +59,8 @@ def touching_borders(instances: np.ndarray, width: int = 1) -> np.ndarray:
     lab = inst.astype(np.int64)
     big = int(lab.max(initial=0)) + 1       # stands in for "no object" (avoid int64 max: filters overflow on it)
     hi = ndimage.maximum_filter(lab, footprint=fp, mode="nearest")              # largest label around
-    lo = ndimage.minimum_filter(np.where(lab > 0, lab, big), footprint=fp, mode="nearest")  # smallest object label around
+    # smallest object label around
+    lo = ndimage.minimum_filter(np.where(lab > 0, lab, big), footprint=fp, mode="nearest")
     return (lab > 0) & ((hi != lab) | (lo != lab))
 
 

@@ -17,19 +17,61 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_binary_target, check_class_target, check_weights
+
 __all__ = ["bce_loss", "soft_dice_loss", "bce_dice_loss", "weighted_cross_entropy", "deep_supervision_loss", "Loss",
            "focal_loss", "ssim", "ms_ssim", "ms_ssim_scales", "MS_SSIM_WEIGHTS", "ms_ssim_loss", "iou_loss",
            "hybrid_loss", "unet3plus_loss"]
 
 
-def _binary_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _check_logits(logits, loss: str) -> torch.Tensor:
+    """``logits`` must be one ``(B, C, H, W)`` tensor; a list of heads gets the deep-supervision hint."""
+    if isinstance(logits, (list, tuple)):
+        raise TypeError(f"{loss} takes one logit map (B, C, H, W), got a {type(logits).__name__} of {len(logits)} "
+                        f"(deep-supervision heads, or a (segmentation, classification) pair?): score every head with "
+                        f"losses.deep_supervision_loss(outputs, target, {loss}), or pick one head, e.g. outputs[-1]")
+    if not torch.is_tensor(logits):
+        raise TypeError(f"{loss} takes logits as a torch.Tensor (B, C, H, W), got {type(logits).__name__}")
+    if logits.ndim != 4:
+        raise ValueError(f"{loss} expects logits (B, C, H, W), got shape {tuple(logits.shape)}"
+                         + ("; add the channel dimension: logits.unsqueeze(1)" if logits.ndim == 3 else ""))
+    return logits
+
+
+def _binary_target(logits: torch.Tensor, target: torch.Tensor, loss: str = "binary loss") -> torch.Tensor:
+    """The target as a float ``(B, 1, H, W)`` tensor in [0, 1] like ``logits``, or a named error."""
+    _check_logits(logits, loss)
     if logits.shape[1] != 1:
-        raise ValueError(f"binary loss expects logits (B, 1, H, W), got {tuple(logits.shape)}")
+        raise ValueError(f"{loss} is a binary loss and expects logits (B, 1, H, W), got {tuple(logits.shape)}: "
+                         f"for {logits.shape[1]} classes use weighted_cross_entropy or soft_dice_loss (softmax), or "
+                         "build the network with num_classes=1")
+    if not torch.is_tensor(target):
+        raise TypeError(f"{loss}: the target must be a torch.Tensor, got {type(target).__name__}")
     if target.ndim == logits.ndim - 1:
         target = target.unsqueeze(1)
     if target.shape != logits.shape:
         raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
+    check_binary_target(target, f"the target of {loss}")
     return target.to(logits.dtype)
+
+
+def _class_target(logits: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """Class indices ``(B, H, W)`` (int64) for logits ``(B, C, H, W)``, ``C >= 2``, or a named error."""
+    if not torch.is_tensor(target):
+        raise TypeError(f"{loss}: the target must be a torch.Tensor, got {type(target).__name__}")
+    if target.ndim == 4 and target.shape[1] == 1:
+        target = target[:, 0]
+    expected = (logits.shape[0],) + tuple(logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(f"{loss}: target shape {tuple(target.shape)} does not fit logits {tuple(logits.shape)}: "
+                         f"class indices must be (B, H, W) = {expected} (or (B, 1, H, W))")
+    check_class_target(target, logits.shape[1], f"the target of {loss}")
+    return target.long()
+
+
+def _check_smooth(smooth: float) -> None:
+    if not smooth >= 0:
+        raise ValueError(f"smooth must be >= 0 (it keeps an empty target predicted empty at loss 0), got {smooth}")
 
 
 def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -37,7 +79,7 @@ def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     Shape: logits ``(B, 1, H, W)``, target ``(B, 1, H, W)`` or ``(B, H, W)`` in {0, 1}.
     """
-    return F.binary_cross_entropy_with_logits(logits, _binary_target(logits, target))
+    return F.binary_cross_entropy_with_logits(logits, _binary_target(logits, target, "bce_loss"))
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -50,12 +92,14 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1
     The sums run in float32: under mixed precision a float16 sum over a 256x256 image
     (65,536 pixels) can overflow to ``inf``.
     """
-    logits = logits.float()
+    logits = _check_logits(logits, "soft_dice_loss").float()
+    _check_smooth(smooth)
     if logits.shape[1] == 1:
-        probs, onehot = torch.sigmoid(logits), _binary_target(logits, target)
+        probs, onehot = torch.sigmoid(logits), _binary_target(logits, target, "soft_dice_loss")
     else:
         probs = logits.softmax(1)[:, 1:]
-        onehot = F.one_hot(target.long(), logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].to(probs.dtype)
+        classes = _class_target(logits, target, "soft_dice_loss")
+        onehot = F.one_hot(classes, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].to(probs.dtype)
     dims = (2, 3)
     inter = (probs * onehot).sum(dims)
     denom = probs.sum(dims) + onehot.sum(dims)
@@ -89,17 +133,18 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: t
     Returns:
         Scalar loss.
     """
-    if target.ndim == 4:
-        target = target[:, 0]
+    _check_logits(logits, "weighted_cross_entropy")
     if weight is not None and weight.ndim == 4:
         weight = weight[:, 0]
     if logits.shape[1] == 1:
-        nll = F.binary_cross_entropy_with_logits(logits[:, 0], target.to(logits.dtype), reduction="none")
+        target = _binary_target(logits, target, "weighted_cross_entropy")[:, 0]
+        nll = F.binary_cross_entropy_with_logits(logits[:, 0], target, reduction="none")
     else:
-        nll = F.cross_entropy(logits, target.long(), reduction="none")
+        nll = F.cross_entropy(logits, _class_target(logits, target, "weighted_cross_entropy"), reduction="none")
     if weight is not None:
         if weight.shape != nll.shape:
             raise ValueError(f"weight map shape {tuple(weight.shape)} does not match the target {tuple(nll.shape)}")
+        check_weights(weight, "the weight map of weighted_cross_entropy")
         nll = nll * weight.to(nll.dtype)
     return nll.mean()
 
@@ -111,12 +156,29 @@ def deep_supervision_loss(outputs: Sequence[torch.Tensor] | torch.Tensor, target
 
     This is *not* the loss of the averaged outputs: each head gets its own gradient signal.
     A single tensor is passed straight to ``loss_fn``.
+
+    Args:
+        outputs: the heads' logits (a list or tuple), or one tensor.
+        target: the target every head is scored against.
+        loss_fn: ``loss_fn(logits, target, *extra) -> scalar``, e.g. :func:`bce_dice_loss`.
+        weights: one weight >= 0 per head (default all 1); the result is their weighted mean.
+        *extra: passed on to ``loss_fn`` (a weight map).
+
+    Raises:
+        ValueError: no heads, or weights that are negative, sum to 0 or are not one per head.
     """
     if isinstance(outputs, torch.Tensor):
         return loss_fn(outputs, target, *extra)
+    if not isinstance(outputs, (list, tuple)):
+        raise TypeError(f"deep_supervision_loss takes a list of logits (one per head), got {type(outputs).__name__}")
+    if len(outputs) == 0:
+        raise ValueError("deep_supervision_loss got an empty list of heads: the model returned no outputs "
+                         "(build it with deep_supervision=True, or pass its single logit map)")
     weights = list(weights) if weights is not None else [1.0] * len(outputs)
     if len(weights) != len(outputs):
-        raise ValueError(f"{len(weights)} weights for {len(outputs)} outputs")
+        raise ValueError(f"{len(weights)} weights for {len(outputs)} outputs: give one weight per head")
+    if any(not float(w) >= 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"head weights must be >= 0 with a positive sum, got {weights}")
     total = sum(w * loss_fn(o, target, *extra) for w, o in zip(weights, outputs))
     return total / sum(weights)
 
@@ -164,8 +226,13 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0
     Returns:
         Scalar loss; 0 is its infimum (approached as the logits of a right prediction grow).
     """
-    logits = _full_precision(logits)
-    target = _binary_target(logits, target)
+    if not gamma >= 0:
+        raise ValueError(f"focal_loss: gamma must be >= 0 (0 is plain BCE; the paper uses 2), got {gamma}")
+    if alpha is not None and not 0 <= alpha <= 1:
+        raise ValueError(f"focal_loss: alpha is the foreground weight in [0, 1] (0.25 in the paper) or None, "
+                         f"got {alpha}")
+    logits = _full_precision(_check_logits(logits, "focal_loss"))
+    target = _binary_target(logits, target, "focal_loss")
     nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # -log p_t
     p_t = torch.exp(-nll)
     loss = (1 - p_t).clamp_min(0) ** gamma * nll
@@ -311,8 +378,8 @@ def ms_ssim_loss(logits: torch.Tensor, target: torch.Tensor, **kwargs) -> torch.
 
     Shape: logits ``(B, 1, H, W)``, target ``(B, 1, H, W)`` or ``(B, H, W)``. Returns a scalar in [0, 1].
     """
-    logits = _full_precision(logits)
-    target = _binary_target(logits, target)
+    logits = _full_precision(_check_logits(logits, "ms_ssim_loss"))
+    target = _binary_target(logits, target, "ms_ssim_loss")
     return 1 - ms_ssim(torch.sigmoid(logits), target, data_range=1.0, **kwargs).mean()
 
 
@@ -324,8 +391,9 @@ def iou_loss(logits: torch.Tensor, target: torch.Tensor, *, smooth: float = 1.0)
 
     Shape: logits ``(B, 1, H, W)``, target ``(B, 1, H, W)`` or ``(B, H, W)``. Returns a scalar in [0, 1].
     """
-    logits = _full_precision(logits)
-    target = _binary_target(logits, target)
+    _check_smooth(smooth)
+    logits = _full_precision(_check_logits(logits, "iou_loss"))
+    target = _binary_target(logits, target, "iou_loss")
     probs = torch.sigmoid(logits)
     inter = (probs * target).sum((2, 3))
     union = (probs + target - probs * target).sum((2, 3))
@@ -376,6 +444,10 @@ def unet3plus_loss(output, target: torch.Tensor, has_object: torch.Tensor | None
         seg, cls_logits = output
         if has_object is None:
             raise ValueError("a model with the CGM needs the image labels: batches (image, mask, has_object)")
+        if has_object.numel() != cls_logits.shape[0]:
+            raise ValueError(f"has_object holds {has_object.numel()} labels for a batch of {cls_logits.shape[0]} "
+                             "images: give one label (0 or 1) per image")
+        check_binary_target(has_object, "has_object (the CGM's image labels)", exact=True)
         onehot = F.one_hot(has_object.long().view(-1), 2).to(cls_logits.dtype)
         cls_loss = F.binary_cross_entropy_with_logits(cls_logits, onehot)
         return deep_supervision_loss(seg, target, seg_loss) + cls_weight * cls_loss

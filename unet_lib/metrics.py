@@ -41,9 +41,20 @@ def _as_batch(x) -> torch.Tensor:
 
 
 def binarize(x, threshold: float = 0.5) -> torch.Tensor:
-    """Boolean mask from probabilities (``> threshold``) or from booleans/0-1 integers."""
+    """Boolean mask from probabilities (``> threshold``) or from booleans/0-1 integers.
+
+    Raises:
+        ValueError: the probabilities hold NaN (a diverged network): NaN is neither above nor below
+            the threshold, so it would silently count as background.
+    """
     t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    return t.bool() if t.dtype == torch.bool else t > threshold
+    if t.dtype == torch.bool:
+        return t
+    if t.is_floating_point() and bool(torch.isnan(t).any()):
+        raise ValueError(f"cannot binarize: {int(torch.isnan(t).sum())} of {t.numel()} probabilities are NaN "
+                         f"(shape {tuple(t.shape)}): the network diverged or its input held NaN; "
+                         "check the logits before scoring them")
+    return t > threshold
 
 
 def confusion(pred, target) -> Confusion:
@@ -62,8 +73,13 @@ def confusion(pred, target) -> Confusion:
         raise ValueError(f"prediction shape {tuple(p.shape)} differs from target shape {tuple(t.shape)}")
     for name, m in (("prediction", p), ("target", t)):
         if m.dtype != torch.bool and m.numel() and not bool(((m == 0) | (m == 1)).all()):
-            raise ValueError(f"{name} is not binary (values other than 0 and 1): threshold it first, "
-                             "e.g. metrics.binarize(probs)")
+            if m.is_floating_point() and bool(torch.isnan(m).any()):
+                raise ValueError(f"{name} holds NaN: the network diverged or its input held NaN; NaN is not a "
+                                 "mask value (scores would count it as background)")
+            lo, hi = float(m.min()), float(m.max())
+            hint = ("a 0/255 mask? use mask > 127; probabilities? metrics.binarize(probs)" if hi > 1
+                    else "probabilities? threshold them with metrics.binarize(probs)")
+            raise ValueError(f"{name} is not binary (values from {lo:g} to {hi:g}, not only 0 and 1): {hint}")
     p, t = p.bool().flatten(1), t.bool().flatten(1)
     tp = (p & t).sum(1).double()
     fp = (p & ~t).sum(1).double()
@@ -130,6 +146,15 @@ def summarize(values, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> di
     v = np.asarray(values, dtype=float).ravel()
     if v.size == 0:
         raise ValueError("no values to summarize")
+    if not np.isfinite(v).all():
+        bad = np.flatnonzero(~np.isfinite(v))
+        raise ValueError(f"{bad.size} of {v.size} values are NaN or infinite (first at index {bad[0]}): a mean "
+                         "and interval over them would be NaN; find where they come from (an empty loader, a "
+                         "diverged network) or drop them explicitly")
+    if int(n_boot) < 1:
+        raise ValueError(f"n_boot must be at least 1 bootstrap resample (2000 is usual), got {n_boot}")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci is a coverage in (0, 1), e.g. 0.95, got {ci}")
     rng = np.random.default_rng(seed)
     means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(1)
     lo, hi = np.quantile(means, [(1 - ci) / 2, 1 - (1 - ci) / 2])

@@ -46,7 +46,8 @@ def device_name(device: torch.device | str | None = None) -> str:
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores)"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU ({cpu}, {torch.get_num_threads()} threads, {os.cpu_count()} cores)"
 
 
 def provenance(seed: int | None, wall_time_s: float | None, p: Profile | None = None,

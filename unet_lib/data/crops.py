@@ -17,11 +17,32 @@ import torch
 __all__ = ["RandomCrops"]
 
 
+def _check_item(i: int, image: np.ndarray, target: np.ndarray, kind: str) -> None:
+    """Image ``i``: uint8, or float in [0, 1]; its target: boolean, or integer class indices >= 0 (same kind)."""
+    if image.dtype != np.uint8:
+        if not np.issubdtype(image.dtype, np.floating):
+            raise TypeError(f"image {i} is {image.dtype}: images must be uint8 (0-255) or float in [0, 1]")
+        lo, hi = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(f"image {i} is float with values from {lo:g} to {hi:g}, but float images must lie in "
+                             "[0, 1] (they are not divided by 255 again): divide a 0-255 image by 255, or pass uint8")
+    if (target.dtype == bool) != (kind == "mask"):
+        raise TypeError(f"target {i} is {target.dtype} but target 0 is {'bool' if kind == 'mask' else 'integer'}: "
+                        "give all targets as boolean masks or all as integer class indices")
+    if kind == "classes":
+        if not np.issubdtype(target.dtype, np.integer):
+            raise TypeError(f"targets must be boolean masks or integer class indices, got {target.dtype} (target "
+                            f"{i}): use mask > 0.5 for a float mask")
+        if target.size and target.min() < 0:
+            raise ValueError(f"target {i} holds the class index {target.min()}: class indices are >= 0")
+
+
 class RandomCrops(torch.utils.data.Dataset):
     """Seeded training crops ``(image, target, *extras)`` of images held in memory.
 
     Args:
-        images: ``N`` images ``(H, W)`` or ``(H, W, C)``, uint8 (scaled to [0, 1]) or float (kept);
+        images: ``N`` images ``(H, W)`` or ``(H, W, C)``, uint8 (scaled to [0, 1]) or float in [0, 1]
+            (kept as it is, never divided by 255 again);
             a stacked array or a list (sizes may differ from image to image).
         targets: ``N`` targets ``(H, W)`` of the same sizes. Boolean targets are masks and come out as
             float ``(1, h, w)`` (for BCE and Dice losses); integer targets are class indices and come
@@ -84,9 +105,13 @@ class RandomCrops(torch.utils.data.Dataset):
         if crop is None and margin:
             raise ValueError("margin needs a crop size: whole images have no border to mirror around a window")
         self.kind = "mask" if np.asarray(targets[0]).dtype == bool else "classes"
-        if self.kind == "classes" and not np.issubdtype(np.asarray(targets[0]).dtype, np.integer):
-            raise TypeError(f"targets must be boolean masks or integer class indices, got {np.asarray(targets[0]).dtype}:"
-                            " use mask > 0.5 for a float mask")
+        for i, (image, target) in enumerate(zip(images, targets)):
+            _check_item(i, np.asarray(image), np.asarray(target), self.kind)
+        for k, extra in enumerate(self.pixel_extras):
+            for i, e in enumerate(extra):
+                if e.size and not (np.isfinite(e).all() and e.min() >= 0):
+                    raise ValueError(f"per-pixel extra {k} of image {i} (a weight map?) holds negative or non-finite "
+                                     f"values (min {e.min():g}): weights must be finite and >= 0")
         m = int(margin)
         pad = (lambda a: np.pad(a, ((m, m), (m, m)) + ((0, 0),) * (a.ndim - 2), mode="reflect")) if m else np.asarray
         self.images = [pad(np.asarray(im)) for im in images]

@@ -4,13 +4,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import stat
 import tarfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -22,6 +22,7 @@ from .registry import (
     ChecksumError,
     DatasetInfo,
     DatasetNotFoundError,
+    ExtraFilesError,
     UnknownIdError,
     _root,
     dataset_dir,
@@ -66,6 +67,49 @@ def _check_files(folder: Path, manifest: Mapping[str, str], full: bool) -> tuple
     return missing, bad
 
 
+#: suffixes of the download machinery's own temporary files (resumable ``.part`` downloads and so on)
+_TEMP_SUFFIXES = (".part", ".extract", ".tmp")
+
+
+def extra_files(name: str | DatasetInfo, root: str | os.PathLike | None = None) -> list[str]:
+    """Files in a dataset's data folders that its manifest does not list, as sorted relative paths.
+
+    The data folders are the top-level folders of the manifest's paths (``images/``, ``train/``,
+    ``stage1_train/``, ...); notes at the top level (``README.md``, ``SOURCE.md``), hidden files and
+    folders (``.downloads/``, ``.DS_Store``) and resumable partial downloads are not data and are not
+    listed. Such stray files are never loaded (the loaders read the official file lists), but they
+    mean the folder is not exactly the dataset.
+
+    Used by :func:`verify`.
+    """
+    info = get_info(name)
+    folder = _root(root) / info.folder
+    manifest = read_manifest(info)
+    tops = sorted({rel.split("/")[0] for rel in manifest if "/" in rel})
+    extras = []
+    for top in tops:
+        base = folder / top
+        if not base.is_dir():
+            continue
+        for path in base.rglob("*"):
+            rel = path.relative_to(folder).as_posix()
+            if (path.is_file() and rel not in manifest and not any(part.startswith(".") for part in rel.split("/"))
+                    and not rel.endswith(_TEMP_SUFFIXES)):
+                extras.append(rel)
+    return sorted(extras)
+
+
+def _check_extras(info: DatasetInfo, root: str | os.PathLike | None) -> None:
+    folder = _root(root) / info.folder
+    extras = extra_files(info, root)
+    if extras:
+        raise ExtraFilesError(
+            f"dataset '{info.name}': {len(extras)} file(s) in {folder} are not part of the dataset (not in the "
+            f"manifest {manifest_path(info)}), first {folder / extras[0]}\n{_listing(extras, folder)}\n"
+            f"Fix: move them out of {folder} (keep your own images in another folder); the loaders ignore "
+            f"them, but the folder is not the dataset the book's numbers were produced with.")
+
+
 def _listing(paths: Sequence[str], folder: Path, limit: int = 5) -> str:
     shown = "\n".join(f"    {folder / p}" for p in paths[:limit])
     more = f"\n    ... and {len(paths) - limit} more" if len(paths) > limit else ""
@@ -80,7 +124,8 @@ def verify(name: str | DatasetInfo, root: str | os.PathLike | None = None, full:
         name: registry key or :class:`DatasetInfo`.
         root: the data folder (default ``$UNET_BOOK_DATA`` or ``./data``).
         full: hash every file (default); ``False`` only checks that every file exists.
-        paths: check only these manifest paths (default: all of them).
+        paths: check only these manifest paths (default: all of them, and no file beyond them:
+            see :func:`extra_files`).
 
     Returns:
         None; returns quietly when the folder is complete and intact.
@@ -88,6 +133,7 @@ def verify(name: str | DatasetInfo, root: str | os.PathLike | None = None, full:
     Raises:
         DatasetNotFoundError: the folder, or a listed file, is missing (names the file).
         ChecksumError: a file's content differs (names the first bad files and the fix).
+        ExtraFilesError: (a ``ChecksumError``) data files the manifest does not list (names them).
         KeyError: a path in ``paths`` that is not in the manifest.
 
     Used by ``data_scripts/verify.py`` and :func:`download`.
@@ -114,6 +160,8 @@ def verify(name: str | DatasetInfo, root: str | os.PathLike | None = None, full:
                 f"(corrupt or modified), first {folder / bad[0]}\n{_listing(bad, folder)}\n"
                 f"Fix: delete these files and run `python data_scripts/download.py {info.name}` "
                 f"(it fetches only missing or bad files), or copy them again from {info.homepage}.")
+    if paths is None:
+        _check_extras(info, root)
 
 
 # --------------------------------------------------------------------------------------
@@ -280,7 +328,7 @@ def _member_dest(name: str, target: Path, mapping: Sequence[tuple[str, str]] | N
 
 def safe_extract(archive: str | os.PathLike, target: str | os.PathLike,
                  members: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
-                 progress: bool = False) -> list[Path]:
+                 progress: bool = False, sha256: Mapping[str, str] | None = None) -> list[Path]:
     """Extract a zip or tar archive without letting any member escape ``target``.
 
     Every member is checked *before* anything is written: absolute paths, ``..``
@@ -295,12 +343,17 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike,
             under a prefix are extracted, renamed (``"Kvasir-SEG/images/" -> "images/"``).
             Default: extract everything under its own name.
         progress: show a tqdm bar over members.
+        sha256: optional ``{destination path relative to target: SHA-256}``: only these files are
+            extracted, each hashed as it is written and moved to its name only when it matches (so
+            a file that fails its checksum never appears under its final name).
 
     Returns:
         The extracted files.
 
     Raises:
-        ValueError: an unsafe member (the message names it) or an unknown archive format.
+        ValueError: an unsafe member (the message names it), an unknown archive format, or a
+            corrupt archive (a member that cannot be read; nothing partial is left behind).
+        ChecksumError: an extracted file does not match ``sha256`` (it is deleted).
 
     Used by :func:`download` (Kvasir-SEG zip).
     """
@@ -338,6 +391,9 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike,
             is_file = (not is_dir) if isinstance(info, zipfile.ZipInfo) else info.isfile()
             if not (is_dir or is_file):
                 raise ValueError(f"refusing archive member {name!r}: not a regular file or folder")
+            if dest is not None and sha256 is not None and not is_dir:
+                if dest.relative_to(target).as_posix() not in sha256:
+                    continue  # not a file of the dataset
             if dest is not None:
                 plan.append((info, dest, is_dir))
         # every member passed the checks: only now write anything
@@ -351,8 +407,24 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike,
                                     else handle.extractfile(info))
             assert src is not None
             tmp = dest.with_name(dest.name + ".extract")
-            with src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, _CHUNK)
+            digest = hashlib.sha256()
+            try:
+                with src, open(tmp, "wb") as out:
+                    while chunk := src.read(_CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+            except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError) as e:
+                tmp.unlink(missing_ok=True)
+                raise ValueError(f"cannot extract {info.filename if isinstance(info, zipfile.ZipInfo) else info.name!r}"
+                                 f" from {archive}: {e}; the archive is corrupt or truncated: delete it and download "
+                                 "it again") from e
+            rel = dest.relative_to(target).as_posix()
+            if sha256 is not None and digest.hexdigest() != sha256[rel]:
+                tmp.unlink(missing_ok=True)
+                raise ChecksumError(f"{rel} extracted from {archive} has SHA-256 {digest.hexdigest()}, expected "
+                                    f"{sha256[rel]}; it was not written to {dest}. The archive differs from the one "
+                                    f"the manifest was made from: delete it and download again, or get the files "
+                                    f"from the dataset's official page.")
             os.replace(tmp, dest)
             written.append(dest)
     return written
@@ -409,6 +481,7 @@ def download(name: str | DatasetInfo, root: str | os.PathLike | None = None, for
         missing, bad = _check_files(folder, manifest, full=True)
         needed = missing + bad
     if not needed:
+        _check_extras(info, root)
         return folder
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -421,7 +494,14 @@ def download(name: str | DatasetInfo, root: str | os.PathLike | None = None, for
         except (urllib.error.URLError, OSError) as e:
             _remove_empty(folder / ".downloads", folder)
             raise _network_error(info, root, info.archive, e) from e
-        safe_extract(arc, folder, members=info.archive_members, progress=progress)
+        from_arc = {p: manifest[p] for p in manifest if info.from_archive(p)}
+        try:
+            safe_extract(arc, folder, members=info.archive_members, progress=progress, sha256=from_arc)
+        except (ChecksumError, ValueError):
+            if not keep_archive:   # a corrupt or changed archive is not kept for the next try
+                arc.unlink(missing_ok=True)
+                _remove_empty(arc.parent)
+            raise
         if not keep_archive:
             arc.unlink()
             with contextlib.suppress(OSError):
@@ -444,6 +524,7 @@ def download(name: str | DatasetInfo, root: str | os.PathLike | None = None, for
                     raise _network_error(info, root, job[0], e) from e
                 bar.update(1)
     verify(info, root, full=True, paths=needed)
+    _check_extras(info, root)
     return folder
 
 

@@ -12,7 +12,10 @@ import torch
 from tqdm import tqdm
 
 from .io import (
+    _apply_transform,
+    _check_limit,
     _hw,
+    _id_list,
     _image_size,
     _to_tensors,
     load_image,
@@ -92,9 +95,19 @@ def kvasir_bboxes(root: str | os.PathLike | None = None) -> dict[str, list[tuple
     path = dataset_dir("kvasir-seg", root) / "kavsir_bboxes.json"
     if not path.is_file():
         raise DatasetNotFoundError(f"missing {path}.\n" + instructions("kvasir-seg", root))
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    return {k: [(int(b["xmin"]), int(b["ymin"]), int(b["xmax"]), int(b["ymax"])) for b in v.get("bbox", [])]
-            for k, v in raw.items()}
+    fix = ("delete it and run `python data_scripts/download.py kvasir-seg` (check the folder with "
+           "`python data_scripts/verify.py kvasir-seg`)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read the bounding boxes {path}: {e}; the file is truncated or corrupt: {fix}") from e
+    try:
+        return {k: [(int(b["xmin"]), int(b["ymin"]), int(b["xmax"]), int(b["ymax"])) for b in v.get("bbox", [])]
+                for k, v in raw.items()}
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"the bounding boxes {path} do not have the official layout "
+                         f"{{id: {{'bbox': [{{'xmin', 'ymin', 'xmax', 'ymax'}}]}}}} ({type(e).__name__}: {e}): "
+                         f"{fix}") from e
 
 
 class KvasirSEG(torch.utils.data.Dataset):
@@ -113,7 +126,9 @@ class KvasirSEG(torch.utils.data.Dataset):
         transform: ``(image uint8 (h, w, 3), mask bool (h, w)) -> (image, mask)``, applied
             to copies of the cached numpy arrays before tensor conversion (augmentation).
             It may return the image as ``uint8`` (scaled by 1/255) or float in [0, 1]
-            (kept), and the mask as ``bool`` or {0, 1}; it may change the size.
+            (kept), and the mask as ``bool`` or {0, 1}; it may change the size. A seeded
+            :class:`unet_lib.augment.SeededTransform` (e.g. ``FlipRotate(seed)``) is called with
+            ``rng=default_rng([seed, epoch, index])`` (see :meth:`set_epoch`).
         progress: show the loading bar.
 
     Attributes:
@@ -139,10 +154,10 @@ class KvasirSEG(torch.utils.data.Dataset):
         self.split = split
         self.size = _hw(size)
         self.transform = transform
-        chosen = list(ids) if ids is not None else kvasir_split(split)
+        self.epoch = 0
+        chosen = _id_list(ids, "ids") if ids is not None else kvasir_split(split)
+        _check_limit(limit)
         if limit is not None:
-            if limit < 0:
-                raise ValueError(f"limit must be >= 0, got {limit}")
             chosen = chosen[:limit]
         folder = dataset_dir("kvasir-seg", root)
         if not (folder / "images").is_dir() or not any((folder / "images").glob("*.jpg")):
@@ -160,10 +175,15 @@ class KvasirSEG(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch that begins (called by :func:`unet_lib.train.fit`): a seeded transform draws item
+        ``index`` of epoch ``epoch`` from ``default_rng([transform.seed, epoch, index])``."""
+        self.epoch = int(epoch)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.images[index], self.masks[index]
         if self.transform is not None:
-            image, mask = self.transform(image.copy(), mask.copy())
+            image, mask = _apply_transform(self.transform, image.copy(), mask.copy(), self.epoch, index)
         img_t, mask_t = _to_tensors(image, mask)
         assert mask_t is not None
         return img_t, mask_t
@@ -285,6 +305,7 @@ def polyp_free_crops(split: str = "train", size: int = 96, crops_per_image: int 
     """
     split_ids = kvasir_split(split)
     if ids is not None:
+        ids = _id_list(ids, "ids")
         allowed = set(split_ids)
         outside = [i for i in ids if i not in allowed]
         if outside:

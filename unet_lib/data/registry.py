@@ -31,6 +31,11 @@ class ChecksumError(ValueError):
     """A file's SHA-256 does not match the committed manifest (corrupt or modified file)."""
 
 
+class ExtraFilesError(ChecksumError):
+    """A dataset folder holds data files that its manifest does not list (a stray ``test/30.png``, an
+    extra image folder): the folder is not the dataset the book's numbers were produced with."""
+
+
 class UnknownIdError(KeyError, ValueError):
     """An image id / slice index that the dataset does not have.
 

@@ -20,8 +20,12 @@ The idiom, the same in every chapter module::
 * A checker that calls the function itself (several steps, state carried between calls) reads the
   answer with :meth:`Answer.read`; an unusable answer raises :class:`BadAnswer`, which
   :func:`checker` turns into a :func:`not_yet`.
+* :func:`close` is the one numerical comparison every checker uses (answers and hints alike): ``nan``
+  is never close to anything, a wrong shape or type is never close, so no odd answer can pass.
+* :func:`checker` also records every verdict for the grader (:mod:`unet_lib.exercises.verdicts`).
 
-A reference answer is never ``nan``: ``nan`` from a student is always a mismatch.
+A reference answer is never ``nan``: ``nan`` from a student is always a mismatch. Infinities are
+refused too unless an :class:`Answer` allows them (a distance map that starts at ``inf``).
 """
 from __future__ import annotations
 
@@ -31,31 +35,45 @@ import html
 import math
 import numbers
 import operator
+import os
+import sysconfig
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from . import verdicts
+
 __all__ = ["Feedback", "correct", "not_yet", "checker", "first_mismatch", "Mismatch", "BadAnswer", "Answer",
-           "number", "integer", "array", "tensor", "scalar_tensor", "pair", "optional", "describe_value"]
+           "number", "integer", "array", "tensor", "scalar_tensor", "pair", "optional", "describe_value", "close",
+           "real_number", "whole_number"]
 
 
 @dataclass(frozen=True)
 class Feedback:
     """The verdict of a checker: ``ok`` and a message (with a hint when not ok).
 
-    ``name`` is the checker that gave it (set by :func:`checker`); it is not part of equality.
+    ``name`` is the checker that gave it (set by :func:`checker`); ``raised`` is the type of the
+    exception the student's code raised, if it did. Neither is part of equality.
     """
 
     ok: bool
     message: str
     name: str = field(default="", compare=False)
+    raised: str = field(default="", compare=False)
 
     def __bool__(self) -> bool:
         return self.ok
+
+    @property
+    def status(self) -> str:
+        """``"correct"``, ``"not yet"``, or ``"error"`` (the student's code raised; a stub's
+        ``NotImplementedError`` is "not yet"). The grader's column value."""
+        return "correct" if self.ok else "error" if self.raised else "not yet"
 
     def __str__(self) -> str:
         return ("Correct! " if self.ok else "Not yet: ") + self.message
@@ -92,25 +110,64 @@ class BadAnswer(Exception):
 def checker(fn: Callable[..., Feedback]) -> Callable[..., Feedback]:
     """Decorator: an exception raised while checking a student's answer becomes friendly feedback.
 
-    A :class:`BadAnswer` becomes its message; any other exception (raised by the student's code)
-    names its type, text and line. The returned :class:`Feedback` carries the checker's name.
+    An argument that is not a function (``check_otsu(my_otsu(image))``) is "not yet" before anything
+    runs. A :class:`BadAnswer` becomes its message; any other exception names its type, text and the
+    line of the *student's* code that raised it (never a line inside ``unet_lib`` or a library). The
+    returned :class:`Feedback` carries the checker's name, and is recorded for the grader when
+    ``$UNET_BOOK_VERDICTS`` names a file (:func:`unet_lib.exercises.verdicts.record`).
     """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> Feedback:
-        try:
-            feedback = fn(*args, **kwargs)
-        except BadAnswer as exc:
-            feedback = not_yet(str(exc))
-        except NotImplementedError:
-            feedback = not_yet("the answer still raises NotImplementedError: replace it with your code.")
-        except Exception as exc:  # a student's bug must not end in a traceback wall
-            last = traceback.extract_tb(exc.__traceback__)[-1]
-            feedback = not_yet(f"your code raised {type(exc).__name__}: {exc} (line {last.lineno}). "
-                               "Fix it and run the checker again.")
-        return dataclasses.replace(feedback, name=feedback.name or fn.__name__)
+        not_callable = [a for a in (*args, *kwargs.values()) if _a_result(a)]
+        if not_callable:
+            feedback = not_yet(f"the checker got {describe_value(not_callable[0])}, not a function: pass the "
+                               f"function itself, e.g. {fn.__name__}(my_function), without calling it.")
+        else:
+            try:
+                feedback = fn(*args, **kwargs)
+            except BadAnswer as exc:
+                feedback = not_yet(str(exc))
+            except NotImplementedError:
+                feedback = not_yet("the answer still raises NotImplementedError: replace it with your code.")
+            except Exception as exc:  # a student's bug must not end in a traceback wall
+                feedback = _crash(exc)
+        feedback = dataclasses.replace(feedback, name=feedback.name or fn.__name__)
+        verdicts.record(feedback, fn.__module__)
+        return feedback
 
     return wrapper
+
+
+def _a_result(value: Any) -> bool:
+    """Whether a checker's argument is a value (the function's result) where the function itself belongs."""
+    return value is None or isinstance(value, (numbers.Number, np.generic, np.ndarray, torch.Tensor, str, bytes,
+                                               list, tuple, set, frozenset, Mapping))
+
+
+_PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep
+_LIBRARIES = tuple(sorted({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}))
+
+
+def _in_library(filename: str) -> bool:
+    """Whether a traceback frame is inside unet_lib, the standard library or an installed package."""
+    if filename.startswith("<frozen") or filename.startswith(_PACKAGE):
+        return True
+    return filename.startswith(_LIBRARIES) and "ipykernel_" not in filename
+
+
+def _crash(exc: Exception) -> Feedback:
+    """The feedback for an exception: at the student's deepest line, or a checker that could not read the answer."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _in_library(f.filename)]
+    text = f"{type(exc).__name__}: {_short(str(exc), 200)}" if str(exc) else type(exc).__name__
+    if not frames:      # raised inside the library: the answer had a form the checker did not expect
+        return Feedback(False, f"what your function returned could not be checked ({text}). Compare its type and "
+                               "shape with the exercise's description.", raised=type(exc).__name__)
+    where = frames[-1]
+    cell = "ipykernel_" in where.filename or where.filename.startswith("<")
+    place = f"line {where.lineno}" if cell else f"line {where.lineno} of {where.filename.rsplit('/', 1)[-1]}"
+    return Feedback(False, f"your code raised {text} ({place}). Fix it and run the checker again.",
+                    raised=type(exc).__name__)
 
 
 # ---------------------------------------------------------------------------------------- reading answers
@@ -124,6 +181,8 @@ def describe_value(value: Any) -> str:
         return "None"
     if isinstance(value, (float, np.floating)) and math.isnan(value):
         return "nan (not a number)"
+    if isinstance(value, (float, np.floating)) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     if isinstance(value, np.generic):
         return f"a numpy {type(value).__name__} ({_short(repr(value.item()))})"
     if isinstance(value, torch.Tensor):
@@ -145,18 +204,24 @@ def describe_value(value: Any) -> str:
     return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} ({_short(repr(value))})"
 
 
-def _contains_nan(value: Any, depth: int = 0) -> bool:
+def _contains(value: Any, test: Callable[[np.ndarray], np.ndarray], depth: int = 0) -> bool:
+    """Whether ``test`` (``np.isnan`` or ``np.isinf``) holds for a number anywhere in ``value``."""
     if isinstance(value, (float, np.floating)):
-        return bool(np.isnan(value))
+        return bool(test(value))
     if isinstance(value, np.ndarray):
-        return value.dtype.kind in "fc" and bool(np.isnan(value).any())
+        return value.dtype.kind in "fc" and bool(test(value).any())
     if isinstance(value, torch.Tensor):
-        return (value.is_floating_point() or value.is_complex()) and bool(torch.isnan(value.detach()).any())
-    if depth < 3 and isinstance(value, (list, tuple)):
-        return any(_contains_nan(v, depth + 1) for v in value)
-    if depth < 3 and isinstance(value, Mapping):
-        return any(_contains_nan(v, depth + 1) for v in value.values())
+        return ((value.is_floating_point() or value.is_complex())
+                and bool(test(value.detach().cpu().double().numpy()).any()))
+    if depth < 4 and isinstance(value, (list, tuple, set, frozenset)):
+        return any(_contains(v, test, depth + 1) for v in value)
+    if depth < 4 and isinstance(value, Mapping):
+        return any(_contains(v, test, depth + 1) for v in value.values())
     return False
+
+
+def _contains_nan(value: Any) -> bool:
+    return _contains(value, np.isnan)
 
 
 def _one_number(value: Any) -> bool:
@@ -178,13 +243,18 @@ class Answer:
         explain: ``explain(read_answer, reference) -> str``, the default text of a mismatch.
         allow_none: ``None`` is a legitimate answer (see :func:`optional`).
         allow_nan: ``nan`` is read like any value (and is then never the same as the reference).
+        allow_inf: infinities are read like any value (the reference may hold them); otherwise an
+            answer with ``inf`` or ``-inf`` anywhere in it is refused with a message that says so.
     """
 
     def __init__(self, what: str, read: Callable[[Any], Any], same: Callable[[Any, Any], bool] = operator.eq,
                  explain: Callable[[Any, Any], str] | None = None, *, allow_none: bool = False,
-                 allow_nan: bool = False):
+                 allow_nan: bool = False, allow_inf: bool = False):
         self.what, self._read, self._same, self._explain = what, read, same, explain
-        self.allow_none, self.allow_nan = allow_none, allow_nan
+        self.allow_none, self.allow_nan, self.allow_inf = allow_none, allow_nan, allow_inf
+
+    def _flags(self) -> dict[str, bool]:
+        return {"allow_none": self.allow_none, "allow_nan": self.allow_nan, "allow_inf": self.allow_inf}
 
     def read(self, got: Any, who: str = "your function") -> Any:
         """The answer converted, or :class:`BadAnswer` naming what is wrong with it."""
@@ -194,9 +264,13 @@ class Answer:
             returned = "nan (not a number)" if _one_number(got) else f"{describe_value(got)} with nan in it"
             raise BadAnswer(f"{who} returned {returned}; it should return {self.what}. nan comes from a 0 / 0 "
                             "(or inf - inf) somewhere.", nan=True)
+        if not self.allow_inf and _contains(got, np.isinf):
+            returned = describe_value(got) if _one_number(got) else f"{describe_value(got)} with inf in it"
+            raise BadAnswer(f"{who} returned {returned}; it should return {self.what}, and a finite one. inf "
+                            "comes from a division by 0 (or the log of 0) somewhere.")
         try:
             return self._read(got)
-        except (TypeError, ValueError, IndexError, OverflowError, RuntimeError):
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError, RuntimeError):
             raise BadAnswer(f"{who} returned {describe_value(got)}; it should return {self.what}.") from None
 
     def same(self, got: Any, want: Any) -> bool:
@@ -209,7 +283,7 @@ class Answer:
 
     def judged_by(self, same: Callable[[Any, Any], bool], what: str | None = None) -> Answer:
         """The same reading with another test of "right", e.g. "reaches the best between-class variance"."""
-        return Answer(what or self.what, self._read, same, None, allow_none=self.allow_none, allow_nan=self.allow_nan)
+        return Answer(what or self.what, self._read, same, None, **self._flags())
 
 
 def _read_float(got: Any) -> float:
@@ -235,21 +309,73 @@ def _read_int(got: Any) -> int:
     return int(v)
 
 
-def number(tol: float = 1e-9, rel_tol: float = 0.0) -> Answer:
-    """One number: a Python or numpy number, or a tensor/array holding exactly one.
+def _as_float_array(value: Any) -> np.ndarray:
+    """Numbers as a float64 array, or ``TypeError`` for anything that is not numbers (None, str, bool, dict)."""
+    if value is None or isinstance(value, (bool, np.bool_, str, bytes, Mapping)):
+        raise TypeError
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError
+        return value.detach().cpu().double().numpy()
+    a = np.asarray(value)
+    if a.dtype.kind not in "iuf":
+        raise TypeError
+    return a.astype(np.float64)
 
-    Equal when ``|got - want| <= tol + rel_tol * |want|`` (as ``np.isclose``).
+
+def close(got: Any, want: Any, tol: float = 0.0, rel_tol: float = 0.0) -> bool:
+    """Whether ``got`` equals ``want`` within ``|got - want| <= tol + rel_tol * |want|``, element by element.
+
+    The one numerical comparison of the checkers (:func:`number`, :func:`array`, :func:`tensor` and
+    every hint use it). Numbers, numpy arrays, tensors and nested lists are compared as float64 arrays,
+    two Python ints exactly. It is never true for ``nan`` (anywhere, in either), for different shapes,
+    or for something that is not numbers (``None``, a string, a bool, a dict): a comparison that cannot
+    be made is a mismatch, never a pass. Equal infinities are equal.
+
+    Example: ``close(0.1 + 0.2, 0.3, tol=1e-9)`` is True; ``close(float("nan"), 0.3, tol=1.0)`` is False.
     """
-    def same(got: float, want: float) -> bool:
-        return got == want or abs(got - want) <= tol + rel_tol * abs(want)
+    if type(got) is int and type(want) is int:
+        return abs(got - want) <= tol + rel_tol * abs(want)
+    try:
+        g, w = _as_float_array(got), _as_float_array(want)
+    except (TypeError, ValueError):
+        return False
+    if g.shape != w.shape or np.isnan(g).any() or np.isnan(w).any():
+        return False
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(((g == w) | (np.abs(g - w) <= tol + rel_tol * np.abs(w))).all())
 
-    return Answer("a float", _read_float, same, lambda got, want: f"expected {want:.6g}, got {got:.6g}")
+
+def real_number(value: Any) -> float:
+    """``value`` as a float if it is one real number (a Python/numpy number, a one-element tensor or array).
+
+    Raises ``TypeError`` / ``ValueError`` otherwise: a string, a bool or ``None`` is not a number here.
+    For the readers of custom answers (:class:`Answer`), where ``float(value)`` would accept ``"0.5"``.
+    """
+    return _read_float(value)
+
+
+def whole_number(value: Any) -> int:
+    """``value`` as an int if it is a whole number (``3``, ``3.0``, ``np.int64(3)``, ``torch.tensor(3)``).
+
+    Raises ``TypeError`` / ``ValueError`` otherwise, where ``int(value)`` would turn ``2.7`` into 2
+    and ``"3"`` into 3.
+    """
+    return _read_int(value)
+
+
+def number(tol: float = 1e-9, rel_tol: float = 0.0) -> Answer:
+    """One finite number: a Python or numpy number, or a tensor/array holding exactly one.
+
+    Equal when ``|got - want| <= tol + rel_tol * |want|`` (:func:`close`).
+    """
+    return Answer("a float", _read_float, lambda got, want: close(got, want, tol, rel_tol),
+                  lambda got, want: f"expected {want:.6g}, got {got:.6g}")
 
 
 def integer() -> Answer:
     """A whole number (an ``int``, or a float/tensor holding a whole number); equal when equal."""
-    return Answer("an int (a whole number)", _read_int, operator.eq,
-                  lambda got, want: f"expected {want:,}, got {got:,}")
+    return Answer("an int (a whole number)", _read_int, close, lambda got, want: f"expected {want:,}, got {got:,}")
 
 
 def _explain_arrays(got: np.ndarray, want: np.ndarray) -> str:
@@ -260,48 +386,49 @@ def _explain_arrays(got: np.ndarray, want: np.ndarray) -> str:
     return f"right shape {want.shape}, but values differ (by up to {worst:.3g})"
 
 
-def array(tol: float = 1e-6, exact: bool = False) -> Answer:
-    """An array of numbers (a numpy array, a tensor or a nested list), read as float64.
+def array(tol: float = 1e-6, exact: bool = False, allow_inf: bool = False) -> Answer:
+    """An array of numbers (a numpy array, a tensor or a nested list, at least 1-D), read as float64.
 
-    Equal when the shapes match and the values are equal (``exact``) or ``np.allclose`` with
-    ``rtol = atol = tol``. A wrong shape is a mismatch (``describe`` sees it), not a crash.
+    Equal when the shapes match and the values are equal (``exact``) or close with
+    ``rtol = atol = tol`` (:func:`close`, as ``np.allclose``). A wrong shape is a mismatch (``describe``
+    sees it), not a crash; a single number or a bool is not an array. ``allow_inf``: the reference
+    itself may hold infinities (a distance map that starts at ``inf``).
     """
     def read(got: Any) -> np.ndarray:
         if isinstance(got, torch.Tensor):
-            if got.is_complex():
+            if got.is_complex() or got.dtype == torch.bool:
                 raise TypeError
             got = got.detach().cpu().double().numpy()
-        if isinstance(got, (str, bytes, Mapping)) or not isinstance(got, (np.ndarray, list, tuple, numbers.Real)):
+        if isinstance(got, (str, bytes, Mapping)) or not isinstance(got, (np.ndarray, list, tuple)):
             raise TypeError
         a = np.asarray(got, dtype=np.float64)
+        if a.ndim == 0:
+            raise TypeError             # one number where an array is asked for
         if not isinstance(got, np.ndarray) and np.isnan(a).any():
             raise ValueError            # a None inside a list: numpy reads it as nan
         return a
 
     def same(got: np.ndarray, want: Any) -> bool:
-        want = np.asarray(want, dtype=np.float64)
-        if got.shape != want.shape:
-            return False
-        return bool(np.array_equal(got, want) if exact else np.allclose(got, want, rtol=tol, atol=tol))
+        return close(got, want) if exact else close(got, want, tol, tol)
 
-    return Answer("an array of numbers", read, same, lambda got, want: _explain_arrays(got, np.asarray(want, float)))
+    return Answer("an array of numbers", read, same, lambda got, want: _explain_arrays(got, np.asarray(want, float)),
+                  allow_inf=allow_inf)
 
 
-def tensor(tol: float = 1e-6, exact: bool = False) -> Answer:
-    """A ``torch.Tensor`` (returned as it is). Equal when shapes match and values are equal / close."""
+def tensor(tol: float = 1e-6, exact: bool = False, allow_inf: bool = False) -> Answer:
+    """A ``torch.Tensor`` (returned as it is). Equal when shapes match and values are equal / close (:func:`close`)."""
     def read(got: Any) -> torch.Tensor:
         if not isinstance(got, torch.Tensor) or got.is_complex():
             raise TypeError
         return got
 
     def same(got: torch.Tensor, want: torch.Tensor) -> bool:
-        g, w = got.detach().cpu().double(), want.detach().cpu().double()
-        return g.shape == w.shape and bool(torch.equal(g, w) if exact else torch.allclose(g, w, rtol=tol, atol=tol))
+        return close(got, want) if exact else close(got, want, tol, tol)
 
     def explain(got: torch.Tensor, want: torch.Tensor) -> str:
         return _explain_arrays(got.detach().cpu().double().numpy(), want.detach().cpu().double().numpy())
 
-    return Answer("a torch.Tensor", read, same, explain)
+    return Answer("a torch.Tensor", read, same, explain, allow_inf=allow_inf)
 
 
 def scalar_tensor(tol: float = 1e-9, rel_tol: float = 0.0, what: str | None = None) -> Answer:
@@ -316,7 +443,10 @@ def scalar_tensor(tol: float = 1e-9, rel_tol: float = 0.0, what: str | None = No
 
 
 def pair(first: Answer, second: Answer, what: str | None = None) -> Answer:
-    """Two answers in a tuple, list, or a 1-D array/tensor of length 2; equal when both parts are."""
+    """Two answers in a tuple, list, or a 1-D array/tensor of length 2; equal when both parts are.
+
+    ``nan`` or ``inf`` are accepted only where both parts accept them.
+    """
     def read(got: Any) -> tuple:
         if isinstance(got, (torch.Tensor, np.ndarray)):
             if got.ndim != 1:
@@ -329,7 +459,8 @@ def pair(first: Answer, second: Answer, what: str | None = None) -> Answer:
     def same(got: tuple, want: Sequence) -> bool:
         return first.same(got[0], want[0]) and second.same(got[1], want[1])
 
-    return Answer(what or f"a pair ({first.what}, {second.what})", read, same)
+    return Answer(what or f"a pair ({first.what}, {second.what})", read, same,
+                  allow_nan=first.allow_nan and second.allow_nan, allow_inf=first.allow_inf and second.allow_inf)
 
 
 def optional(answer: Answer) -> Answer:
@@ -340,7 +471,8 @@ def optional(answer: Answer) -> Answer:
     def same(got: Any, want: Any) -> bool:
         return got is None and want is None or got is not None and want is not None and answer.same(got, want)
 
-    return Answer(f"{answer.what} or None", read, same, allow_none=True)
+    return Answer(f"{answer.what} or None", read, same, allow_none=True, allow_nan=answer.allow_nan,
+                  allow_inf=answer.allow_inf)
 
 
 # ---------------------------------------------------------------------------------------- the case loop

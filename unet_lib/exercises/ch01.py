@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .. import classical, metrics
-from ._core import Feedback, Mismatch, checker, correct, first_mismatch, number, pair
+from ._core import Feedback, Mismatch, checker, close, correct, first_mismatch, number, pair
 
 __all__ = ["check_dice_iou", "check_all_foreground_dice", "check_otsu", "check_oracle", "between_class_variance"]
 
@@ -44,7 +44,7 @@ def _mask_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def _dice_hint(m: Mismatch) -> str:
     want_iou = metrics.iou(*m.args).item()
     hint = (" (Did you compute IoU instead? Dice counts the overlap twice: 2|P∩T| / (|P| + |T|).)"
-            if abs(m.got - want_iou) < 1e-9 and m.want != want_iou else
+            if close(m.got, want_iou, 1e-9) and not close(m.want, want_iou, 1e-9) else
             " Dice = 2 TP / (2 TP + FP + FN) = 2|P∩T| / (|P| + |T|).")
     return f"Dice is wrong for {m.name}: expected {m.want:.4f}, got {m.got:.4f}.{hint}"
 
@@ -76,9 +76,9 @@ def check_dice_iou(dice_fn: Callable[[np.ndarray, np.ndarray], float],
 def _all_foreground_hint(m: Mismatch) -> str:
     f = m.args[0]
     extra = ""
-    if abs(m.got - f) < 1e-9:
+    if close(m.got, f, 1e-9):
         extra = " You returned the IoU (TP / (TP + FP + FN) = f): Dice counts TP twice."
-    elif abs(m.got - 2 * f) < 1e-9:
+    elif close(m.got, 2 * f, 1e-9):
         extra = " Check the denominator: |P| + |T| = (whole image) + (object) = 1 + f in image fractions."
     return (f"for f={f} the Dice should be {m.want:.4f}, got {m.got:.4f}. Write TP, FP and FN as fractions of the "
             f"image: TP = f, FP = 1 - f, FN = 0.{extra}")
@@ -176,18 +176,18 @@ def _oracle_curve(x: np.ndarray, target: np.ndarray, thresholds: np.ndarray) -> 
 
 
 def _threshold_gives(t: float, d: float, curve: np.ndarray) -> bool:
-    j = np.flatnonzero(np.isclose(_THRESHOLDS, t))
-    return j.size > 0 and abs(curve[j[0]] - d) <= 1e-9
+    j = [k for k, threshold in enumerate(_THRESHOLDS) if close(t, threshold, 1e-8, 1e-5)]
+    return bool(j) and close(d, curve[j[0]], 1e-9)
 
 
 def _oracle_right(got: tuple[float, float], curve: np.ndarray) -> bool:
     t, d = got
-    return abs(d - curve.max()) <= 1e-9 and _threshold_gives(t, d, curve)
+    return close(d, curve.max(), 1e-9) and _threshold_gives(t, d, curve)
 
 
 def _oracle_hint(m: Mismatch) -> str:
     t, d = m.got
-    if abs(d - m.want.max()) > 1e-9:
+    if not close(d, m.want.max(), 1e-9):
         return (f"on {m.name} the best Dice over the thresholds is {m.want.max():.4f}, you returned {d:.4f}. "
                 "Loop over every threshold, build x > t, compute its Dice with the target and keep the largest.")
     return (f"on {m.name} your Dice {d:.4f} is right but the threshold {t:g} does not give it: return the threshold "

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..models.fcn import bilinear_kernel, receptive_field, vgg16_layers
-from ._core import Feedback, Mismatch, array, checker, correct, first_mismatch, integer, pair
+from ._core import Feedback, Mismatch, array, checker, close, correct, first_mismatch, integer, pair
 
 __all__ = ["check_bilinear_kernel", "check_receptive_field", "check_skip_parameters", "skip_parameters"]
 
@@ -31,7 +31,7 @@ def _kernel_hint(m: Mismatch) -> str:
     if got.shape != ref.shape:
         return (f"for factor={factor} the kernel should be {ref.shape[0]}x{ref.shape[1]} "
                 f"(side 2*factor - factor % 2), got shape {got.shape}.")
-    if not np.allclose(got, got.T) or not np.allclose(got, got[::-1, ::-1]):
+    if not close(got, got.T, 1e-8, 1e-5) or not close(got, got[::-1, ::-1], 1e-8, 1e-5):
         return (f"for factor={factor} the kernel is not symmetric: build it as the outer "
                 "product of one 1-D triangle with itself, centred in the kernel.")
     return (f"for factor={factor} the values are wrong. The 1-D triangle is "

@@ -15,13 +15,25 @@ import torch
 from ..instances import f1_from_iou
 from ..losses import weighted_cross_entropy
 from ..weights import border_term
-from ._core import Feedback, Mismatch, array, checker, correct, first_mismatch, not_yet, number, pair, scalar_tensor
+from ._core import (
+    Feedback,
+    Mismatch,
+    array,
+    checker,
+    close,
+    correct,
+    first_mismatch,
+    not_yet,
+    number,
+    pair,
+    scalar_tensor,
+)
 
 __all__ = ["check_weighted_cross_entropy", "check_border_term", "check_two_smallest", "check_object_f1"]
 
 
 def _close(a, b, tol: float = 1e-5) -> bool:
-    return bool(np.allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), rtol=tol, atol=tol))
+    return close(a, b, tol, tol)
 
 
 def _wce_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -113,15 +125,18 @@ def check_two_smallest(fn: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple]
     rng = np.random.default_rng(3)
     stack = rng.uniform(0, 20, (6, 5, 4))
     stack[2, 0, 0] = stack[1, 0, 0]                     # a tie
-    answer = pair(array(), array(), "a tuple (d1_new, d2_new) of two arrays")
+    answer = pair(array(allow_inf=True), array(allow_inf=True), "a tuple (d1_new, d2_new) of two arrays")
     d1, d2 = np.full((5, 4), np.inf), np.full((5, 4), np.inf)
     for k, d in enumerate(stack):
         d1, d2 = answer.read(fn(d1.copy(), d2.copy(), d.copy()))
         ref = np.sort(stack[:k + 1], axis=0)
         ref1, ref2 = ref[0], ref[1] if k else np.full((5, 4), np.inf)
-        if not np.array_equal(d1, ref1):
+        if d1.shape != ref1.shape or d2.shape != ref2.shape:
+            return not_yet(f"after {k + 1} objects you returned arrays of shapes {d1.shape} and {d2.shape}; both "
+                           f"should have the image's shape {ref1.shape}: one distance per pixel.")
+        if not close(d1, ref1):
             return not_yet(f"after {k + 1} objects d1 is not the smallest distance: d1_new = min(d1, d).")
-        if not np.array_equal(d2, ref2):
+        if not close(d2, ref2):
             return not_yet(f"after {k + 1} objects d2 is not the second-smallest distance. Where d is the "
                            "new nearest (d < d1), the old d1 becomes the second: d2_new = d1; elsewhere "
                            "d2_new = min(d2, d).")
@@ -136,10 +151,10 @@ def _f1_hint(m: Mismatch) -> str:
     if p == 0:
         return "with no predictions and 3 true objects, TP = 0, FP = 0, FN = 3, so F1 = 0."
     many = int((iou >= threshold).sum())
-    if abs(out - 2 * many / (p + t)) < 1e-9:
+    if close(out, 2 * many / (p + t), 1e-9):
         return ("a prediction (or a true object) may be matched only once: count pairs one-to-one "
                 "(greedy from the highest IoU works), not every entry above the threshold.")
-    if abs(out - 2 * int((iou > threshold).sum()) / (p + t)) < 1e-9:
+    if close(out, 2 * int((iou > threshold).sum()) / (p + t), 1e-9):
         return "a match needs IoU >= threshold (greater than *or equal*)."
     return (f"for {m.name} expected F1 = {ref:.4f}, got {out:.4f}."
             " Use F1 = 2 TP / (2 TP + FP + FN) with FP = P - TP and FN = T - TP.")

@@ -21,7 +21,19 @@ from torch import nn
 from ..losses import bce_dice_loss, bce_loss, soft_dice_loss
 from ..measure import count_macs
 from ..models.unet_plusplus import UNetPlusPlus, nested_nodes, unet_baseline
-from ._core import Answer, Feedback, Mismatch, checker, correct, first_mismatch, integer, not_yet, scalar_tensor
+from ._core import (
+    Answer,
+    Feedback,
+    Mismatch,
+    checker,
+    close,
+    correct,
+    first_mismatch,
+    integer,
+    not_yet,
+    scalar_tensor,
+    whole_number,
+)
 
 __all__ = ["check_node_in_channels", "check_pruned_nodes", "check_deep_supervision_loss", "check_count_macs"]
 
@@ -67,8 +79,10 @@ def _read_nodes(got) -> set[tuple[int, int]]:
         raise TypeError
     nodes = set()
     for node in got:
+        if isinstance(node, (str, bytes)):
+            raise TypeError
         i, j = node
-        nodes.add((int(i), int(j)))
+        nodes.add((whole_number(i), whole_number(j)))
     return nodes
 
 
@@ -79,8 +93,9 @@ def _pruned_hint(m: Mismatch) -> str:
     depth = m.args[0]
     missing, extra = sorted(m.want - m.got), sorted(m.got - m.want)
     if missing:
-        return (f"for depth {depth} you left out {missing}: follow the arrows back from X^{{0,{depth}}}; every node "
-                "it reads, directly or not, must be computed (hint: the condition is on i + j).")
+        return (f"for depth {depth} you returned {len(m.got)} nodes but left out {missing}: follow the arrows back "
+                f"from X^{{0,{depth}}}; every node it reads, directly or not, must be computed (hint: the condition "
+                "is on i + j).")
     return (f"for depth {depth} you included {extra}, which head X^{{0,{depth}}} never reads: pruning keeps exactly "
             "the nodes with i + j <= depth.")
 
@@ -116,10 +131,10 @@ def _deep_supervision_hint(m: Mismatch) -> str:
     with torch.no_grad():
         of_mean = float(loss_fn(torch.stack(outputs).mean(0), target))
         total = float(sum(loss_fn(o, target) for o in outputs))
-    if abs(m.got - of_mean) <= 1e-6 + 1e-5 * abs(of_mean):
+    if close(m.got, of_mean, 1e-6, 1e-5):
         return ("that is the loss of the *averaged* logits: the heads then share one signal. "
                 "Compute loss_fn(head, target) for every head, then average those losses.")
-    if abs(m.got - total) <= 1e-6 + 1e-5 * abs(total):
+    if close(m.got, total, 1e-6, 1e-5):
         return "that is the *sum* of the heads' losses: divide by the number of heads."
     return (f"with {m.name} the loss should be {m.want:.4f}, got {m.got:.4f}: "
             "average loss_fn(head, target) over the list of heads.")

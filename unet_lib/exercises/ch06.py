@@ -20,7 +20,21 @@ import torch
 from ..losses import iou_loss
 from ..models import count_parameters
 from ..models.unet3plus import UNet3Plus, gate_logits
-from ._core import Answer, Feedback, Mismatch, checker, correct, first_mismatch, integer, not_yet, number, tensor
+from ._core import (
+    Answer,
+    Feedback,
+    Mismatch,
+    checker,
+    close,
+    correct,
+    describe_value,
+    first_mismatch,
+    integer,
+    not_yet,
+    number,
+    tensor,
+    whole_number,
+)
 
 __all__ = ["skip_sources", "decoder_parameters", "check_skip_sources", "check_decoder_parameters",
            "check_soft_iou_loss", "check_gate"]
@@ -63,7 +77,9 @@ def _read_sources(got) -> list[tuple[str, str, int]]:
         if isinstance(g, (str, bytes)):
             raise TypeError
         name, op, factor = g
-        sources.append((str(name), str(op), int(factor)))
+        if not isinstance(name, str) or not isinstance(op, str):
+            raise TypeError
+        sources.append((name, op, whole_number(factor)))
     if len(sources) == 5 and sources[4][0] == "h5":
         sources[4] = ("hd5",) + sources[4][1:]   # the bottleneck is both h5 and hd5
     return sources
@@ -75,7 +91,8 @@ _SOURCES = Answer("a list of five (tensor, operation, factor) triples, e.g. ('h1
 def _sources_hint(m: Mismatch) -> str:
     stage = m.args[0]
     if len(m.got) != 5:
-        return f"stage hd{stage} gathers FIVE maps, one per scale (h1 ... h5); you returned {len(m.got)}."
+        return (f"stage hd{stage} gathers FIVE maps, one per scale (h1 ... h5); you returned {len(m.got)}, and it "
+                "should return five (tensor, operation, factor) triples.")
     j, exp, g = next((j, e, g) for j, (e, g) in enumerate(zip(m.want, m.got), start=1) if e != g)
     if g[1] != exp[1]:
         why = {"pool": f"h{j} is shallower (larger) than hd{stage}: it is max-pooled down",
@@ -164,26 +181,33 @@ def check_gate(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Feed
     g = torch.Generator().manual_seed(3)
     logits = torch.randn(4, 1, 6, 6, generator=g) * 3
     cls_logits = torch.tensor([[0.1, 2.0], [3.0, -1.0], [0.0, 0.5], [1.2, 1.1]])  # polyp, empty, polyp, empty
-    got = tensor().read(fn(logits.clone(), cls_logits.clone()))
+    got = tensor(allow_inf=True).read(fn(logits.clone(), cls_logits.clone()))   # -inf gets its own hint below
     if got.shape != logits.shape:
-        return not_yet(f"return logits of the same shape {tuple(logits.shape)}.")
-    got = got.detach()
+        return not_yet(f"your function returned {describe_value(got)}; it should return logits of the same shape "
+                       f"{tuple(logits.shape)} as its input.")
+    got = got.detach().cpu()
     expected = gate_logits(logits, cls_logits)
     keep = torch.tensor([True, False, True, False])
-    if not torch.allclose(got[keep], logits[keep]):
+    if not close(got[keep], logits[keep], 1e-6, 1e-6):
         return not_yet("images 0 and 2 are classified 'polyp' (argmax = 1): their logits must stay "
                        "exactly as they were.")
     probs = torch.sigmoid(got[~keep])
-    if torch.allclose(probs, torch.full_like(probs, 0.5)):
+    if close(probs, torch.full_like(probs, 0.5), 1e-6):
         return not_yet("your gated images have logits 0, i.e. probability sigmoid(0) = 0.5 everywhere: "
                        "multiplying logits by the 0/1 decision does not give an empty mask. Replace them "
                        "by a large negative logit instead.")
-    if not torch.isfinite(got).all():
+    gated = got[~keep]
+    if (gated == -float("inf")).any():
         return not_yet("-inf does give probability 0, but any loss computed on it becomes nan or inf: "
                        "use a large FINITE negative value such as -1e4.")
+    if not torch.isfinite(gated).all():
+        return not_yet("the gated images' logits contain +inf, i.e. probability 1: an image judged empty needs "
+                       "a large negative logit everywhere, such as -1e4.")
     if not (probs == 0).all():
         return not_yet(f"the gated images still have probabilities up to {probs.max().item():.3g}; choose a "
                        "logit so negative that sigmoid gives exactly 0 (e.g. -1e4).")
-    assert torch.equal(torch.sigmoid(expected[~keep]), probs)
+    if not close(torch.sigmoid(got), torch.sigmoid(expected)):
+        return not_yet("your gated probabilities differ from the CGM's: keep the images with argmax = 1 as they "
+                       "are and give the others a large negative logit.")
     return correct("images judged empty now have probability exactly 0 and an all-zero mask; the others are "
                    "untouched.")

@@ -12,14 +12,26 @@ reference, and returns a :class:`~unet_lib.exercises.Feedback`.
 """
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from typing import Callable
 
 import numpy as np
 
 from ..compare import dice_by_size, paired_difference
 from ..metrics import pooled_dice
-from ._core import Answer, Feedback, Mismatch, checker, correct, first_mismatch, not_yet, number, pair
+from ._core import (
+    Answer,
+    Feedback,
+    Mismatch,
+    checker,
+    close,
+    correct,
+    first_mismatch,
+    not_yet,
+    number,
+    pair,
+    real_number,
+)
 
 __all__ = ["check_paired_interval", "check_pooled_dice", "check_dice_by_size"]
 
@@ -37,7 +49,7 @@ def check_paired_interval(fn: Callable[..., tuple[float, float]]) -> Feedback:
     # a constant difference: every resample has the same mean difference
     base = rng.random(n)
     lo, hi = _INTERVAL.read(fn(base + 0.1, base, n_boot=500, seed=0))
-    if not (math.isclose(lo, 0.1, abs_tol=1e-9) and math.isclose(hi, 0.1, abs_tol=1e-9)):
+    if not close([lo, hi], [0.1, 0.1], 1e-9):
         return not_yet(f"when a - b is 0.1 on every image, every resample's mean difference is 0.1, so the "
                        f"interval must be (0.1, 0.1); got ({lo:.4f}, {hi:.4f}). Resample image *indices* and "
                        "take the same indices from a and b.")
@@ -46,6 +58,8 @@ def check_paired_interval(fn: Callable[..., tuple[float, float]]) -> Feedback:
     a = b + 0.02 + 0.01 * rng.standard_normal(n)
     lo, hi = _INTERVAL.read(fn(a, b, n_boot=2000, seed=0))
     mean = float((a - b).mean())
+    if lo > hi:
+        return not_yet(f"you returned ({lo:.4f}, {hi:.4f}): the low end comes first, (low, high).")
     if not lo <= mean <= hi:
         return not_yet(f"the interval ({lo:.4f}, {hi:.4f}) does not contain the observed mean difference "
                        f"{mean:.4f}: take the 2.5 % and 97.5 % quantiles of the resampled means of a - b.")
@@ -55,10 +69,10 @@ def check_paired_interval(fn: Callable[..., tuple[float, float]]) -> Feedback:
                        "average a[idx] - b[idx].")
     ref = paired_difference(a, b, n_boot=2000, seed=0)
     width = ref["ci_high"] - ref["ci_low"]
-    if abs(lo - ref["ci_low"]) > 0.25 * width or abs(hi - ref["ci_high"]) > 0.25 * width:
+    if not close([lo, hi], [ref["ci_low"], ref["ci_high"]], 0.25 * width):
         return not_yet(f"expected about ({ref['ci_low']:.4f}, {ref['ci_high']:.4f}), got ({lo:.4f}, {hi:.4f}): "
                        "a 95 % interval runs from the 2.5 % to the 97.5 % quantile of the bootstrap means.")
-    if _INTERVAL.read(fn(a, b, n_boot=2000, seed=0)) != (lo, hi):
+    if not close(_INTERVAL.read(fn(a, b, n_boot=2000, seed=0)), [lo, hi]):
         return not_yet("two calls with the same seed gave different intervals: make the random generator "
                        "from the seed (np.random.default_rng(seed)).")
     return correct(f"your paired interval ({lo:.4f}, {hi:.4f}) excludes 0 where the unpaired one would not "
@@ -80,7 +94,7 @@ def _pooled_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def _pooled_hint(m: Mismatch) -> str:
     if m.name.startswith("a large object"):
-        if math.isclose(m.got, 0.5, abs_tol=1e-6):
+        if close(m.got, 0.5, 1e-6):
             return ("you returned the mean of the per-image Dice (1 and 0). Pool first: add up TP, FP "
                     "and FN over all images, then take 2 TP / (2 TP + FP + FN) once.")
         return (f"for a large object found exactly and a small one missed, expected "
@@ -109,13 +123,13 @@ def check_pooled_dice(fn: Callable[..., float]) -> Feedback:
 
 
 def _read_strata(got) -> dict[str, float]:
-    if not isinstance(got, dict):
+    if not isinstance(got, Mapping):
         raise TypeError
-    return {str(k): float(v) for k, v in got.items()}
+    return {str(k): real_number(v) for k, v in got.items()}
 
 
 def _same_strata(got: dict[str, float], want: dict[str, float]) -> bool:
-    return set(got) == set(want) and all(math.isclose(got[s], v, abs_tol=1e-9) for s, v in want.items())
+    return set(got) == set(want) and all(close(got[s], v, 1e-9) for s, v in want.items())
 
 
 # nan is read (not refused) so that a stratum kept with a nan mean gets the "leave it out" hint
@@ -131,7 +145,7 @@ def _strata_hint(m: Mismatch) -> str:
         return "use the edges that are passed in, not fixed numbers."
     if set(m.got) != set(m.want):
         return f"expected the keys {sorted(m.want)}, got {sorted(m.got)}"
-    s, v = next((s, v) for s, v in m.want.items() if not math.isclose(m.got[s], v, abs_tol=1e-9))
+    s, v = next((s, v) for s, v in m.want.items() if not close(m.got[s], v, 1e-9))
     return (f"{s}: expected {v:.4f}, got {m.got[s]:.4f}. The edges belong to the upper stratum: fraction 0.05 is "
             "medium, 0.20 is large (fraction < 0.05 small, < 0.20 medium).")
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["Norm", "Padding", "Up", "norm_layer", "conv3x3", "ConvBlock", "DoubleConv", "UpConv", "center_crop",
-           "match_size", "paper_init_", "nearest_multiples", "check_input"]
+           "match_size", "paper_init_", "nearest_multiples", "check_input", "check_positive_ints"]
 
 Norm = Literal["batch", "instance", None]
 Padding = Literal["same", "valid"]
@@ -145,6 +145,20 @@ def paper_init_(model: nn.Module) -> nn.Module:
 
 
 # -- input checks ---------------------------------------------------------------------------------
+def check_positive_ints(model: str, **values) -> None:
+    """Check constructor arguments such as ``in_channels``, ``num_classes`` and ``features``: positive ints.
+
+    Raises:
+        TypeError: a value that is not an int (e.g. ``"3"`` or ``2.5``), naming the argument.
+        ValueError: a value < 1, naming the argument.
+    """
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int,)) and not hasattr(value, "__index__"):
+            raise TypeError(f"{model}: {name} must be a positive int, got {value!r} ({type(value).__name__})")
+        if int(value) < 1:
+            raise ValueError(f"{model}: {name} must be a positive int (at least 1), got {value!r}")
+
+
 def nearest_multiples(size: int, multiple: int = 16) -> tuple[int, int]:
     """The multiples of ``multiple`` just below and just above ``size`` (at least ``multiple``).
 
@@ -184,13 +198,15 @@ def _shape_hint(shape: tuple[int, ...], in_channels: int) -> str:
 
 
 def check_input(x: torch.Tensor, in_channels: int, *, model: str, multiple: int = 1, offset: int = 0,
-                min_size: int = 1, reason: str = "", suggest: Callable[[int], str] | None = None) -> None:
+                min_size: int = 1, reason: str = "", suggest: Callable[[int], str] | None = None,
+                dtype: torch.dtype | None = None) -> None:
     """Check that ``x`` is a batch the network can take, or raise an error that names the shape and the fix.
 
     Every architecture of the book calls it first in ``forward``. In order, ``x`` must be
 
-    1. a tensor of shape ``(B, in_channels, H, W)`` (the message recognises a missing batch
-       dimension, channels last and a wrong channel count);
+    1. a floating-point tensor (of the weights' ``dtype`` when given, unless autocast is on) of shape
+       ``(B, in_channels, H, W)`` (the message recognises a missing batch dimension, channels last and
+       a wrong channel count);
     2. at least ``min_size`` pixels high and wide;
     3. of sides ``offset + k * multiple`` for an integer ``k``: multiples of ``multiple`` for the
        padded networks (UNet 3+: 16), ``124 + 16k`` for the valid-padding U-Net.
@@ -204,6 +220,7 @@ def check_input(x: torch.Tensor, in_channels: int, *, model: str, multiple: int 
         reason: why the sides are restricted, e.g. ``"four 2x2 poolings"``.
         suggest: ``suggest(side) -> str``, how to fix a bad side; default: resize or pad to the
             nearest valid sides (:func:`nearest_multiples` for ``offset = 0``).
+        dtype: the dtype of the network's weights (the input must match it).
 
     Raises:
         TypeError: ``x`` is not a tensor.
@@ -217,6 +234,12 @@ def check_input(x: torch.Tensor, in_channels: int, *, model: str, multiple: int 
     """
     if not torch.is_tensor(x):
         raise TypeError(f"{model} expects a torch.Tensor of shape (B, {in_channels}, H, W), got {type(x).__name__}")
+    if not x.is_floating_point():
+        fix = "x.float() / 255 (images in [0, 1])" if x.dtype == torch.uint8 else "x.float()"
+        raise TypeError(f"{model} expects a floating-point image batch, got dtype {x.dtype}: convert it with {fix}")
+    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f"{model} has {dtype} weights but got a {x.dtype} image batch: convert the batch with "
+                        f"x.to({dtype}) (or the network with model.to({x.dtype}))")
     shape = tuple(x.shape)
     if x.ndim != 4 or shape[1] != in_channels:
         raise ValueError(f"{model} expects input of shape (B, {in_channels}, H, W), got {shape}"

@@ -287,7 +287,8 @@ class FCN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, model=f"FCN-{self.variant}",  # (B, C_in, H, W)
-                    suggest=lambda side: "the image is empty (any size >= 1 works: the poolings round up)")
+                    suggest=lambda side: "the image is empty (any size >= 1 works: the poolings round up)",
+                    dtype=self.score_fr.weight.dtype)
         pool1 = self.pool(self.conv1(x))                      # (B, 64, H/2, W/2)   sizes round up
         pool2 = self.pool(self.conv2(pool1))                  # (B, 128, H/4, W/4)
         pool3 = self.pool(self.conv3(pool2))                  # (B, 256, H/8, W/8)

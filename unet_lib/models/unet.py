@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import DoubleConv, Norm, Padding, Up, UpConv, center_crop, check_input, match_size
+from .blocks import DoubleConv, Norm, Padding, Up, UpConv, center_crop, check_input, check_positive_ints, match_size
 
 __all__ = ["UNet", "valid_output_size", "valid_input_size", "nearest_valid_input_sizes"]
 
@@ -100,6 +100,7 @@ class UNet(nn.Module):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_positive_ints("UNet", in_channels=in_channels, num_classes=num_classes, features=features)
         f = [features * 2 ** i for i in range(DEPTH + 1)]  # 64, 128, 256, 512, 1024
         self.in_channels, self.num_classes, self.padding = in_channels, num_classes, padding
         self.pool = nn.MaxPool2d(2)
@@ -135,9 +136,11 @@ class UNet(nn.Module):
         if self.padding == "valid":
             check_input(x, self.in_channels, model="the valid-padding U-Net", multiple=VALID_STEP,
                         offset=VALID_OFFSET, min_size=VALID_MIN,
-                        reason="four stages of unpadded convs and 2x2 poolings", suggest=_suggest)
+                        reason="four stages of unpadded convs and 2x2 poolings", suggest=_suggest,
+                        dtype=self.head.weight.dtype)
         else:
-            check_input(x, self.in_channels, model="U-Net", min_size=2 ** DEPTH, reason="four 2x2 poolings")
+            check_input(x, self.in_channels, model="U-Net", min_size=2 ** DEPTH, reason="four 2x2 poolings",
+                        dtype=self.head.weight.dtype)
 
     def _skip(self, skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         """Copy and concatenate: crop the encoder map to the upsampled map ("valid", the paper), or

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvBlock, DoubleConv, check_input
+from .blocks import ConvBlock, DoubleConv, check_input, check_positive_ints
 
 __all__ = ["UNet3Plus", "GATE_LOGIT", "gate_logits", "cgm_decision"]
 
@@ -122,6 +122,7 @@ class UNet3Plus(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, features: Sequence[int] = (64, 128, 256, 512, 1024),
                  deep_supervision: bool = False, cgm: bool = False):
         super().__init__()
+        check_positive_ints("UNet3Plus", in_channels=in_channels, num_classes=num_classes)
         f = tuple(int(c) for c in features)
         if len(f) != DEPTH + 1 or min(f) < 1:
             raise ValueError(f"features must be five positive channel counts (h1..h5), e.g. (64, 128, 256, 512, 1024); "
@@ -176,7 +177,8 @@ class UNet3Plus(nn.Module):
 
     def forward(self, x: torch.Tensor):
         check_input(x, self.in_channels, model="UNet 3+", multiple=2 ** DEPTH, min_size=2 ** DEPTH,
-                    reason="four 2x2 poolings, then x2..x16 upsampling")  # (B, 3, H, W), H = 320 in the paper
+                    reason="four 2x2 poolings, then x2..x16 upsampling",
+                    dtype=self.conv1[0][0].weight.dtype)  # (B, 3, H, W), H = 320 in the paper
         # -- encoder ---------------------------------------------------------------------------------
         h1 = self.conv1(x)                                        # (B, 64, H, W)
         h2 = self.conv2(self.pool(h1))                            # (B, 128, H/2, W/2)

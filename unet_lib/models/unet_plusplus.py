@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .blocks import DoubleConv, Norm, Up, UpConv, check_input, match_size
+from .blocks import DoubleConv, Norm, Up, UpConv, check_input, check_positive_ints, match_size
 from .unet import UNet
 
 __all__ = ["UNetPlusPlus", "Node", "nested_nodes", "unet_baseline", "MAX_DEPTH"]
@@ -149,8 +149,7 @@ class UNetPlusPlus(nn.Module):
                  deep_supervision: bool = False, norm: Norm = "batch", up: Up = "transpose", depth: int = MAX_DEPTH):
         super().__init__()
         _check_depth(depth)
-        if in_channels < 1 or num_classes < 1:
-            raise ValueError(f"in_channels and num_classes must be >= 1, got {in_channels} and {num_classes}")
+        check_positive_ints("UNetPlusPlus", in_channels=in_channels, num_classes=num_classes)
         f = _widths(features, depth)
         self.in_channels, self.num_classes, self.features = in_channels, num_classes, f
         self.deep_supervision, self.norm, self.up_mode, self.depth = bool(deep_supervision), norm, up, depth
@@ -234,7 +233,8 @@ class UNetPlusPlus(nn.Module):
             Deep supervision and ``depth=None``: the list of the heads' logits, X^{0,1} first.
         """
         L = self.depth if depth is None else self._check_target(depth)
-        check_input(x, self.in_channels, model=f"UNet++ L{L}", min_size=2 ** L, reason=f"{L} 2x2 poolings")
+        check_input(x, self.in_channels, model=f"UNet++ L{L}", min_size=2 ** L, reason=f"{L} 2x2 poolings",
+                    dtype=self.conv0_0[0][0].weight.dtype)
         # shapes below for f = 32..512, 96x96
         x0_0 = self.conv0_0(x)                                       # (B, 32, H, W)
         x1_0 = self.conv1_0(self.pool(x0_0))                         # (B, 64, H/2, W/2)
