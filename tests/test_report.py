@@ -54,3 +54,45 @@ def test_run_facts_names_profile_device_and_time():
 def test_show_prints_outside_ipython(capsys):
     report.show("**bold** 0.5")
     assert capsys.readouterr().out == "**bold** 0.5\n"
+
+
+def _saved(tmp_path, monkeypatch, name="09_demo", headline=None):
+    from unet_lib import config, results
+    monkeypatch.setenv("UNET_BOOK_RESULTS", str(tmp_path / "results"))
+    p = config.PROFILES["smoke"]
+    results.save_results(name, {"x": 1}, seed=3, wall_time_s=90.0, p=p, device="cpu",
+                         headline=headline if headline is not None else {"U-Net": 0.5}, metric="Dice")
+    return p
+
+
+def test_provenance_box_states_the_run_and_that_no_reference_exists(tmp_path, monkeypatch):
+    p = _saved(tmp_path, monkeypatch)
+    monkeypatch.setattr(report, "REFERENCE_DIR", tmp_path / "none")
+    box = report.provenance_box("09_demo", p)
+    html = box._repr_html_()
+    assert "How this page was made" in html and "profile smoke" in html and "seed 3" in html
+    assert "wall time 1.5 min" in html and "U-Net" in html and "0.500" in html
+    assert "none recorded yet" in html and "reference (full)" not in html
+    assert "profile smoke" in repr(box)
+
+
+def test_provenance_box_puts_the_reference_run_beside_this_one(tmp_path, monkeypatch):
+    import json
+    p = _saved(tmp_path, monkeypatch, headline={"U-Net": 0.5, "FCN-8s": 0.4})
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    prov = {"profile": "full", "device": "NVIDIA H200", "seed": 0, "git_commit": "abcdef0123456789",
+            "wall_time_s": 600.0, "torch": "2.13.0", "python": "3.11", "date": "2026-12-04 05:00 UTC"}
+    (ref_dir / "09_demo.full.json").write_text(json.dumps(
+        {"notebook": "09_demo", "headline": {"metric": "Dice", "values": {"U-Net": 0.81}}, "numbers": {},
+         "provenance": prov}))
+    monkeypatch.setattr(report, "REFERENCE_DIR", ref_dir)
+    html = report.provenance_box("09_demo", p)._repr_html_()
+    assert "reference (full)" in html and "0.810" in html and "NVIDIA H200" in html and "abcdef0123" in html
+    assert "—" in html                     # FCN-8s has no reference number: shown as missing, not as 0
+
+
+def test_provenance_box_without_results_names_the_notebook_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNET_BOOK_RESULTS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="09_missing"):
+        report.provenance_box("09_missing")

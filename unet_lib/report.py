@@ -12,17 +12,22 @@ a winner.
 """
 from __future__ import annotations
 
+import html
+import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .compare import paired_difference
 from .config import Profile
+from .results import load_results
 
-__all__ = ["ci", "signed_ci", "difference", "verdict", "table", "run_facts", "show"]
+__all__ = ["ci", "signed_ci", "difference", "verdict", "table", "run_facts", "show", "provenance_box",
+           "reference_results", "REFERENCE_DIR"]
 
 
 def _fmt(x: float, digits: int, signed: bool = False) -> str:
@@ -118,3 +123,80 @@ def show(text: str) -> None:
         print(text)
     else:
         display(Markdown(text))
+
+
+#: full-profile results of a reference GPU run, shipped with the package (``<notebook>.full.json``, written
+#: by :func:`unet_lib.results.save_results` on the GPU and copied here with their provenance)
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference_results"
+
+
+def reference_results(notebook: str, profile_name: str = "full") -> dict | None:
+    """The recorded reference run of ``notebook`` in ``profile_name`` (a GPU run), or ``None`` if none is."""
+    path = REFERENCE_DIR / f"{notebook}.{profile_name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+class _Box:
+    """An HTML box (rendered on the static page, in Jupyter and in Colab), with a plain-text fallback."""
+
+    def __init__(self, html_text: str, text: str):
+        self.html, self.text = html_text, text
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _facts(prov: Mapping) -> str:
+    minutes = prov.get("wall_time_s")
+    wall = "?" if minutes is None else f"{minutes / 60:.1f} min"
+    commit = str(prov.get("git_commit", "unknown"))
+    short = commit[:10] + ("+dirty" if commit.endswith("+dirty") else "") if commit != "unknown" else commit
+    return (f"profile {prov.get('profile')}, {prov.get('device')}, seed {prov.get('seed')}, commit {short}, "
+            f"{prov.get('date')}, wall time {wall} (torch {prov.get('torch')}, Python {prov.get('python')})")
+
+
+def provenance_box(notebook: str, p: Profile | None = None, reference_profile: str = "full") -> _Box:
+    """The box that ends a chapter: how this page's numbers were made, and the reference run beside them.
+
+    Reads the chapter's results file (:func:`unet_lib.results.save_results`, so call it after that) for the
+    profile, device, threads, seed, commit, date and wall time of this run, and the reference run of
+    ``reference_profile`` recorded in :data:`REFERENCE_DIR` (the `full` profile on a GPU), if any: its
+    headline numbers are shown beside this run's, each labelled with its own provenance.
+    """
+    doc = load_results(notebook, p.name if p is not None else None)
+    ref = reference_results(notebook, reference_profile)
+    prov = doc["provenance"]
+    head = doc.get("headline") or {"metric": "", "values": {}}
+    this_name = f"this run ({prov.get('profile')})"
+    lines = [f"This page: {_facts(prov)}."]
+    rows = []
+    ref_values = (ref or {}).get("headline", {}) or {}
+    ref_values = ref_values.get("values", {}) if ref_values else {}
+    show_ref = ref is not None and prov.get("profile") != reference_profile
+    for label, value in head["values"].items():
+        r = ref_values.get(label)
+        rows.append([label, f"{value:.3f}"] + ([("—" if r is None else f"{r:.3f}")] if show_ref else []))
+    if show_ref:
+        lines.append(f"Reference run: {_facts(ref['provenance'])}.")
+    elif ref is None and prov.get("profile") != reference_profile:
+        lines.append(f"Reference run in the `{reference_profile}` profile: none recorded yet (it needs a GPU; "
+                     f"see the book's setup page).")
+    header = ["", this_name] + ([f"reference ({reference_profile})"] if show_ref else [])
+    cell = "padding:2px 8px;border-bottom:1px solid #ddd"
+    trs = "".join("<tr>" + "".join(f'<td style="{cell}">{html.escape(str(c))}</td>' for c in r) + "</tr>"
+                  for r in rows)
+    ths = "".join(f'<th style="{cell};text-align:left">{html.escape(h)}</th>' for h in header)
+    table_html = (f'<p style="margin:4px 0">{html.escape(head["metric"])}:</p>'
+                  f'<table style="border-collapse:collapse"><tr>{ths}</tr>{trs}</table>') if rows else ""
+    body = "".join(f'<p style="margin:4px 0">{html.escape(x)}</p>' for x in lines)
+    box = ('<div class="admonition note unet-provenance" style="border-left:4px solid #6c8ebf;'
+           'padding:6px 12px;background:#f5f8fc;margin:1em 0">'
+           '<p class="admonition-title" style="font-weight:bold;margin:2px 0">How this page was made</p>'
+           f"{body}{table_html}</div>")
+    text = "How this page was made\n" + "\n".join(lines)
+    if rows:
+        text += "\n" + head["metric"] + ":\n" + "\n".join("  " + " | ".join(r) for r in rows)
+    return _Box(box, text)
