@@ -180,8 +180,8 @@ class InterruptAt:
 
 
 def test_interrupted_fit_resumes_and_equals_an_uninterrupted_run(tmp_path):
-    # No shuffling: a shuffled loader draws its order from the global RNG, whose state a resumed process
-    # cannot reproduce, so exact equality is only expected for a fixed data order.
+    # A fixed data order; shuffling, augmentation and dropout: see the test after this one's neighbours,
+    # test_interrupted_run_with_shuffle_augmentation_and_dropout_resumes_bit_identically.
     images, masks = random_data(16, 32)
     train, val = loader(images, masks, 4), loader(images[:4], masks[:4], 4)  # 4 batches per epoch
     kw = dict(max_epochs=4, lr=1e-2, device=CPU, progress=False)
@@ -361,3 +361,139 @@ def test_probs_and_masks_from_logits():
     assert masks_from_logits(two).tolist() == [[[True, False]]]
     three = torch.tensor([[[[0.0]], [[1.0]], [[2.0]]]])              # class 2 wins: not foreground class 1
     assert masks_from_logits(three).tolist() == [[[False]]]
+
+
+# --------------------------------------------------------------------------- exact resume with randomness on
+class _AugmentedSquares(torch.utils.data.Dataset):
+    """Images and masks augmented on every read by a transform that draws from its own generator
+    (random flips, 90-degree turns and small rotations of :mod:`unet_lib.augment`)."""
+
+    def __init__(self, images, masks, transform):
+        self.images, self.masks, self.transform = images.numpy(), masks.numpy(), transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image, mask = self.transform(self.images[i, 0], self.masks[i, 0] > 0.5)   # no rng: the own generator
+        return torch.from_numpy(image.copy())[None].float(), torch.from_numpy(mask.copy())[None].float()
+
+
+class _DropoutUNet(nn.Module):
+    """A tiny U-Net with dropout after its stem (dropout draws from torch's global generator)."""
+
+    def __init__(self):
+        super().__init__()
+        self.drop = nn.Dropout2d(0.3)
+        self.net = UNet(1, 1, features=2, dropout=0.3)
+
+    def forward(self, x):
+        return self.net(self.drop(x))
+
+
+class _CrashAt:
+    """bce_loss that raises at its ``n``-th call (a crash in the middle of an epoch)."""
+
+    def __init__(self, n):
+        self.n, self.calls = n, 0
+
+    def __call__(self, out, target):
+        self.calls += 1
+        if self.calls == self.n:
+            raise RuntimeError("simulated crash")
+        return bce_loss(out, target)
+
+
+def _random_run(tmp_path, own_generator: bool, crash_at=None, reset_seed=None):
+    from unet_lib import augment
+
+    images, masks = squares(12, 32, seed=3)
+    transform = augment.Compose([augment.FlipRotate(seed=11), augment.RandomRotate(20.0, seed=12, order=1)])
+    dataset = _AugmentedSquares(images, masks, transform)
+    g = torch.Generator().manual_seed(5) if own_generator else None
+    train_loader = DataLoader(dataset, batch_size=4, shuffle=True, generator=g)    # 3 batches per epoch
+    val_loader = DataLoader(TensorDataset(images[:4], masks[:4]), batch_size=4)
+    if reset_seed is not None:
+        seed_everything(reset_seed)
+    model = _DropoutUNet()
+    loss = _CrashAt(crash_at) if crash_at else bce_loss
+    return model, fit(model, train_loader, val_loader, loss_fn=loss, max_epochs=4, lr=1e-2, device=CPU,
+                      progress=False, checkpoint_dir=tmp_path)
+
+
+@pytest.mark.parametrize("own_generator", [True, False], ids=["loader-generator", "global-rng"])
+def test_interrupted_run_with_shuffle_augmentation_and_dropout_resumes_bit_identically(tmp_path, own_generator):
+    seed_everything(0)
+    reference, ref_hist = _random_run(tmp_path / "reference", own_generator)
+
+    seed_everything(0)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _random_run(tmp_path / "run", own_generator, crash_at=2 * 3 + 2)   # second batch of epoch 2
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+
+    # a new process: every generator in another state, the transforms and the loader built afresh
+    seed_everything(987)
+    np.random.seed(4321)
+    resumed, hist = _random_run(tmp_path / "run", own_generator, reset_seed=55)
+
+    assert hist.epoch == [0, 1, 2, 3]
+    ref_state, state = reference.state_dict(), resumed.state_dict()
+    assert ref_state.keys() == state.keys()
+    assert all(torch.equal(ref_state[k], state[k]) for k in ref_state)
+    for name in ("epoch", "train_loss", "val_dice", "lr", "best_epoch", "best_val_dice"):
+        assert getattr(hist, name) == getattr(ref_hist, name), name
+    # the run really was random: without restoring the states the epochs would differ
+    assert len(set(ref_hist.train_loss)) == 4
+
+
+def _settings_run(tmp_path, batch_size=4, lr=1e-2, calls=None):
+    images, masks = random_data(8, 32)
+    calls = [] if calls is None else calls
+    seed_everything(0)
+    return fit(tiny_unet(), loader(images, masks, batch_size), loss_fn=lambda o, t: calls.append(1) or bce_loss(o, t),
+               max_epochs=3, lr=lr, device=CPU, progress=False, checkpoint_dir=tmp_path)
+
+
+@pytest.mark.parametrize("change, was, now", [({"batch_size": 2}, "batch_size=4", "batch_size=2"),
+                                              ({"lr": 3e-3}, "lr=0.01", "lr=0.003")], ids=["batch_size", "lr"])
+def test_resume_refuses_other_batch_size_or_lr_before_training(tmp_path, change, was, now):
+    _settings_run(tmp_path)
+    last = tmp_path / "last.pt"
+    state = load_checkpoint(last)
+    state["epoch"], state["history"]["epoch"] = 0, [0]      # as if interrupted after the first epoch
+    save_checkpoint(last, **state)
+    calls = []
+    with pytest.raises(ValueError) as exc:
+        _settings_run(tmp_path, calls=calls, **change)
+    msg = str(exc.value)
+    assert str(last) in msg and was in msg and now in msg and "resume=False" in msg
+    assert calls == []                                       # refused before a single batch was trained
+
+
+@pytest.mark.parametrize("content", ["truncated", "empty", "text", "list", "state_dict", "best.pt"])
+def test_unreadable_or_foreign_last_pt_is_a_checkpoint_error(tmp_path, content):
+    from unet_lib.checkpoints import CheckpointError
+
+    _settings_run(tmp_path)
+    last = tmp_path / "last.pt"
+    good = last.read_bytes()
+    if content == "truncated":
+        last.write_bytes(good[: len(good) // 2])
+    elif content == "empty":
+        last.write_bytes(b"")
+    elif content == "text":
+        last.write_text("epoch=3\n")
+    elif content == "list":
+        torch.save([1, 2, 3], last)
+    elif content == "state_dict":
+        torch.save(tiny_unet().state_dict(), last)
+    else:
+        torch.save({"model": tiny_unet().state_dict(), "epoch": 1, "val_dice": 0.5}, last)
+    with pytest.raises(CheckpointError) as exc:
+        _settings_run(tmp_path)
+    assert str(last) in str(exc.value) and "resume=False" in str(exc.value)
+    # resume=False starts afresh in the same folder and overwrites the bad file
+    images, masks = random_data(8, 32)
+    h = fit(tiny_unet(), loader(images, masks, 4), loss_fn=bce_loss, max_epochs=1, lr=1e-2, device=CPU,
+            progress=False, checkpoint_dir=tmp_path, resume=False)
+    assert h.epoch == [0] and load_checkpoint(last)["epoch"] == 0

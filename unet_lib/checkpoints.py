@@ -61,13 +61,15 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: the file is truncated, empty, not a torch checkpoint, holds objects other than
-            tensors, numbers, strings and containers (a pickled payload is refused, never run), or is
-            not a dictionary.
+        CheckpointError: a folder where the file should be; a file that is truncated, empty, not a torch
+            checkpoint, holds objects other than tensors, numbers, strings and containers (a pickled
+            payload is refused, never run), or is not a dictionary.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file: move it away, or {_START_AFRESH}")
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}" + (" (it is a folder)" if path.is_dir() else ""))
+        raise FileNotFoundError(f"no checkpoint at {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes; an interrupted copy?): delete it, or "
                               f"{_START_AFRESH}")
@@ -77,8 +79,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} holds objects that are not plain tensors, numbers or strings, so it "
                               f"was not loaded (nothing in it ran): {str(e).splitlines()[0]}. Use checkpoints written "
                               f"by unet_lib.train.fit, or {_START_AFRESH}") from e
-    except (RuntimeError, EOFError, OSError, ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    except Exception as e:  # noqa: BLE001  (a foreign file makes torch.load fail in many ways: KeyError, ...)
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__} {first}"
                               f". The file is truncated, empty or not a torch checkpoint: delete it, or "
                               f"{_START_AFRESH}") from e
     if not isinstance(state, dict):
@@ -232,10 +235,14 @@ def check_resume(path: str | os.PathLike, state: Mapping[str, Any], config: Mapp
     saved = dict(state.get("config") or {})
     if "max_epochs" in state:
         saved.setdefault("max_epochs", state["max_epochs"])
-    for name, value in config.items():
-        if name in saved and not _same(saved[name], value):
-            raise ValueError(f"{path} belongs to a run with {name}={saved[name]!r}, not {name}={value!r}: pass the "
-                             f"same {name} to resume it, or {_START_AFRESH}")
+    # the settings a user chooses first (batch_size before the steps per epoch it implies)
+    order = sorted(config, key=lambda k: (k == "steps_per_epoch", list(config).index(k)))
+    differ = [name for name in order if name in saved and not _same(saved[name], config[name])]
+    if differ:
+        was = ", ".join(f"{n}={saved[n]!r}" for n in differ)
+        now = ", ".join(f"{n}={config[n]!r}" for n in differ)
+        raise ValueError(f"{path} belongs to a run with {was}, not {now}: pass the same "
+                         f"{' and '.join(differ)} to resume it, or {_START_AFRESH}")
 
 
 def _same(a, b) -> bool:

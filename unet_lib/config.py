@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["Profile", "PROFILES", "profile", "setup", "data_dir", "results_dir", "device", "repo_root"]
+__all__ = ["Profile", "PROFILES", "profile", "setup", "data_dir", "results_dir", "device", "checked_device",
+           "repo_root"]
 
 
 @dataclass(frozen=True)
@@ -110,22 +111,87 @@ def _base() -> Path:
     return root if (root / "_config.yml").exists() else Path.cwd()
 
 
+def _folder(variable: str, default: Path, what: str) -> Path:
+    """``$variable`` (or ``default``) as a resolved path that is a folder or does not exist yet.
+
+    Raises:
+        NotADirectoryError: the path is a file; names the variable and the fix.
+    """
+    value = os.environ.get(variable)
+    path = Path(value or default).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        source = f"{variable}={value}" if value else f"the default {what} folder"
+        raise NotADirectoryError(f"{source} points at the file {path}, not a folder: set {variable} to the folder "
+                                 f"that holds the {what} (or unset it to use {default})")
+    return path
+
+
 def data_dir() -> Path:
     """Folder that holds the datasets: ``$UNET_BOOK_DATA``, else ``data/`` in the repository
-    (or in the working folder when ``unet_lib`` is installed from PyPI/git, as in Colab)."""
-    return Path(os.environ.get("UNET_BOOK_DATA") or _base() / "data").expanduser().resolve()
+    (or in the working folder when ``unet_lib`` is installed from PyPI/git, as in Colab).
+
+    Raises:
+        NotADirectoryError: it names a file (says which variable to change).
+    """
+    return _folder("UNET_BOOK_DATA", _base() / "data", "datasets")
 
 
 def results_dir() -> Path:
-    """Folder for result files: ``$UNET_BOOK_RESULTS``, else ``results/`` beside ``data/``."""
-    return Path(os.environ.get("UNET_BOOK_RESULTS") or _base() / "results").expanduser().resolve()
+    """Folder for result files: ``$UNET_BOOK_RESULTS``, else ``results/`` beside ``data/``.
+
+    Raises:
+        NotADirectoryError: it names a file (says which variable to change).
+    """
+    return _folder("UNET_BOOK_RESULTS", _base() / "results", "results")
+
+
+def checked_device(spec: str | torch.device, source: str = "device") -> torch.device:
+    """``spec`` as a :class:`torch.device` that this machine has, or an error naming ``source`` and the fix.
+
+    Args:
+        spec: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` (case and spaces ignored) or a device.
+        source: where the value came from, for the message (e.g. ``"UNET_BOOK_DEVICE=cuda"``).
+
+    Raises:
+        ValueError: not a device name, or a device this machine does not have (CUDA without a GPU or
+            without a CUDA build of PyTorch, a GPU index beyond the count, MPS off a Mac).
+    """
+    if isinstance(spec, torch.device):
+        dev = spec
+    else:
+        if not isinstance(spec, str):
+            raise TypeError(f"{source}: a device is a string such as 'cpu' or 'cuda', got {type(spec).__name__}")
+        try:
+            dev = torch.device(spec.strip().lower())
+        except RuntimeError:
+            raise ValueError(f"{source}: {spec!r} is not a device; use 'cpu', 'cuda', 'cuda:<index>' or "
+                             "'mps'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{source} asks for CUDA, but this machine has no usable CUDA GPU (torch "
+                             f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}): use 'cpu'"
+                             + (", or unset UNET_BOOK_DEVICE" if "UNET_BOOK_DEVICE" in source else ""))
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{source} asks for GPU {dev.index}, but this machine has "
+                             f"{torch.cuda.device_count()} (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    elif dev.type == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise ValueError(f"{source} asks for Apple MPS, which this machine does not have: use 'cpu'")
+    elif dev.type != "cpu":
+        raise ValueError(f"{source}: the book runs on 'cpu', 'cuda' or 'mps', not {dev.type!r}")
+    return dev
 
 
 def device() -> torch.device:
-    """``$UNET_BOOK_DEVICE`` if set, else CUDA, then Apple MPS, then CPU."""
+    """``$UNET_BOOK_DEVICE`` if set, else CUDA, then Apple MPS, then CPU.
+
+    Raises:
+        ValueError: ``UNET_BOOK_DEVICE`` names no device, or one this machine does not have (e.g.
+            ``cuda`` without a GPU); the message names the variable.
+    """
     forced = os.environ.get("UNET_BOOK_DEVICE")
-    if forced:
-        return torch.device(forced)
+    if forced and forced.strip():
+        return checked_device(forced, f"UNET_BOOK_DEVICE={forced}")
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -134,6 +134,9 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: t
         Scalar loss.
     """
     _check_logits(logits, "weighted_cross_entropy")
+    if weight is not None and not torch.is_tensor(weight):
+        raise TypeError(f"weighted_cross_entropy: the weight map must be a torch.Tensor (B, H, W), got "
+                        f"{type(weight).__name__}: convert it with torch.as_tensor(weight)")
     if weight is not None and weight.ndim == 4:
         weight = weight[:, 0]
     if logits.shape[1] == 1:

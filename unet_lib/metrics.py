@@ -45,7 +45,8 @@ def binarize(x, threshold: float = 0.5) -> torch.Tensor:
 
     Raises:
         ValueError: the probabilities hold NaN (a diverged network): NaN is neither above nor below
-            the threshold, so it would silently count as background.
+            the threshold, so it would silently count as background; or values outside [0, 1] (logits
+            thresholded at 0.5 would be scored wrongly without a word).
     """
     t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     if t.dtype == torch.bool:
@@ -54,6 +55,14 @@ def binarize(x, threshold: float = 0.5) -> torch.Tensor:
         raise ValueError(f"cannot binarize: {int(torch.isnan(t).sum())} of {t.numel()} probabilities are NaN "
                          f"(shape {tuple(t.shape)}): the network diverged or its input held NaN; "
                          "check the logits before scoring them")
+    if t.is_floating_point() and t.numel():
+        lo, hi = float(t.min()), float(t.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"cannot binarize: probabilities lie in [0, 1], but these run from {lo:g} to {hi:g}: "
+                             "logits? pass torch.sigmoid(logits) (or train.masks_from_logits(logits)); a 0/255 "
+                             "mask? use mask > 127")
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold is a probability in [0, 1], got {threshold}")
     return t > threshold
 
 

@@ -7,6 +7,7 @@ and anyone checking a claim read the same file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -67,7 +68,8 @@ def save_results(notebook: str, numbers: dict, *, seed: int | None, wall_time_s:
 
     Args:
         notebook: the notebook's name without ``.ipynb``.
-        numbers: everything the chapter measured (any JSON-able nesting).
+        numbers: everything the chapter measured (any JSON-able nesting; numpy arrays and tensors become
+            lists, NaN and infinities become ``null``, so the file is strict JSON).
         seed, wall_time_s: for the provenance.
         headline: the chapter's headline numbers, ``{label: value}`` (e.g. ``{"U-Net": 0.726}``), stored
             as ``{"metric": metric, "values": headline}`` under the one key ``"headline"`` that every
@@ -77,18 +79,35 @@ def save_results(notebook: str, numbers: dict, *, seed: int | None, wall_time_s:
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: a headline without its metric, or a headline value that is not a finite number.
+        TypeError: something JSON cannot hold (a set, an object, a tuple key); names where it is.
+        NotADirectoryError: ``UNET_BOOK_RESULTS`` points at a file.
     """
     p = p or active_profile()
     out = results_dir() / f"{notebook}.{p.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     if headline is not None and not metric:
         raise ValueError("a headline needs its metric, e.g. metric=results.KVASIR_DICE")
-    doc = {"notebook": notebook,
-           "headline": None if headline is None else {"metric": metric,
-                                                      "values": {str(k): float(v) for k, v in headline.items()}},
+    values = None
+    if headline is not None:
+        values = {}
+        for k, v in headline.items():
+            try:
+                values[str(k)] = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"headline value {k!r} is {v!r} ({type(v).__name__}), not a number: pass the "
+                                 "measured float, e.g. headline={'U-Net': summary['mean']}") from None
+            if not math.isfinite(values[str(k)]):
+                raise ValueError(f"headline value {k!r} is {values[str(k)]}: a headline is a measured number (a NaN "
+                                 "comes from an empty validation set or a diverged run); fix the run, or leave the "
+                                 "label out of the headline and keep it in numbers (stored as null)")
+    doc = {"notebook": notebook, "headline": None if values is None else {"metric": metric, "values": values},
            "numbers": numbers, "provenance": provenance(seed, wall_time_s, p, device)}
+    text = json.dumps(_plain(doc, "the results"), indent=2, allow_nan=False) + "\n"   # strict JSON: NaN -> null
     tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=_jsonable) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, out)
     return out
 
@@ -99,15 +118,40 @@ def load_results(notebook: str, profile_name: str | None = None) -> dict:
     path = results_dir() / f"{notebook}.{name}.json"
     if not path.exists():
         raise FileNotFoundError(f"no results at {path}: run notebooks/{notebook}.ipynb with UNET_BOOK_PROFILE={name}")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read the results file {path}: {e}; it is truncated or was edited by hand: delete "
+                         f"it and run notebooks/{notebook}.ipynb with UNET_BOOK_PROFILE={name} again") from e
 
 
-def _jsonable(x):
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if hasattr(x, "item"):
-        return x.item()
-    raise TypeError(f"cannot store {type(x).__name__} in a results file")
+def _plain(x, where: str = "numbers"):
+    """``x`` as plain JSON values: arrays and tensors as lists, numpy scalars as numbers, NaN and
+    infinities as ``None`` (JSON has no NaN; ``null`` reads back as "not measured").
+
+    Raises:
+        TypeError: a value or key JSON cannot hold (names where it is).
+    """
+    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):   # numpy arrays and scalars, tensors
+        x = x.tolist()
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return x
+    if isinstance(x, int):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Mapping):
+        out = {}
+        for k, v in x.items():
+            if isinstance(k, bool) or not isinstance(k, (str, int, float)):
+                raise TypeError(f"cannot store the key {k!r} ({type(k).__name__}) of {where} in a results file: "
+                                f"JSON keys are strings; use e.g. {str(k)!r} or '-'.join(...)")
+            out[str(k)] = _plain(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(x, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(x)]
+    raise TypeError(f"cannot store {where} = {type(x).__name__} in a results file: use numbers, strings, lists "
+                    f"and dicts (a set? use sorted(...))")
 
 
 class Timer:

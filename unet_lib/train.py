@@ -48,7 +48,14 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
     Args:
         seed: the seed.
         deterministic: also ask cuDNN for deterministic kernels (slower on GPU).
+
+    Raises:
+        ValueError: a seed that is not a whole number in 0 .. 2**32 - 1 (NumPy's range).
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
+        raise ValueError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}"
+                         + (f": pass {seed.strip()} without quotes" if isinstance(seed, str) else ""))
+    seed = int(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -237,6 +244,21 @@ def _check_batch(output, target: torch.Tensor, extra: list, epoch: int, step: in
             check_weights(e, f"extra item {k} of {where} (a weight map or image label)")
 
 
+def _check_loss(loss, loss_fn, step: int, epoch: int) -> None:
+    """The loss must be a scalar float tensor that carries a gradient, or a named error."""
+    name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
+    where = f"loss_fn {name} at batch {step} of epoch {epoch}"
+    if not torch.is_tensor(loss):
+        raise TypeError(f"{where} returned a {type(loss).__name__}, not a tensor: return the loss as a torch "
+                        "scalar computed from the model's output (a .item() or float() cuts it off the graph)")
+    if loss.numel() != 1:
+        raise ValueError(f"{where} returned a tensor of shape {tuple(loss.shape)}, not one number: reduce it, e.g. "
+                         "loss.mean() (a per-image or per-pixel loss needs its mean)")
+    if not loss.requires_grad:
+        raise ValueError(f"{where} returned a {loss.dtype} scalar without a gradient: compute it from the model's "
+                         "output with torch operations (no .item(), .detach(), numpy or torch.no_grad())")
+
+
 def set_epoch(dataset, epoch: int) -> None:
     """Tell a dataset (and the datasets inside a ``ConcatDataset`` or ``Subset``) which epoch begins.
 
@@ -272,11 +294,21 @@ def _set_sampler_epoch(loader, epoch: int) -> None:
             sampler.set_epoch(epoch)
 
 
+def _amp_dtype(device: torch.device, amp_dtype: torch.dtype | None) -> torch.dtype:
+    """The autocast dtype of :func:`fit`: float16 on CUDA, bfloat16 elsewhere, unless one is given."""
+    if amp_dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.bfloat16
+    if amp_dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"amp_dtype must be torch.float16 or torch.bfloat16, got {amp_dtype!r}")
+    return amp_dtype
+
+
 def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..., torch.Tensor],
         max_epochs: int, lr: float = 1e-3, weight_decay: float = 0.0, schedule: str = "onecycle",
         device: torch.device | str | None = None, checkpoint_dir: str | Path | None = None,
         resume: bool = True, amp: bool | None = None, output_fn: Callable | None = None,
-        grad_clip: float | None = None, progress: bool = True, check_targets: bool = True) -> History:
+        grad_clip: float | None = None, progress: bool = True, check_targets: bool = True,
+        amp_dtype: torch.dtype | None = None) -> History:
     """Train ``model`` and return its :class:`History`.
 
     Args:
@@ -296,6 +328,9 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
             :mod:`unet_lib.checkpoints`). Resuming under other settings (epochs, batches per epoch,
             batch size, lr, schedule, weight decay, gradient clipping) is refused before training.
         amp: mixed precision; default on for CUDA, off elsewhere.
+        amp_dtype: the autocast dtype when ``amp`` is on: ``torch.float16`` or ``torch.bfloat16``; default
+            float16 on CUDA, bfloat16 elsewhere (CPU autocast). Gradients are scaled (``GradScaler``)
+            only for float16 on CUDA; bfloat16 has float32's range and needs no scaling.
         output_fn: maps the model's output to the segmentation logits used for validation
             (needed when the model returns several outputs).
         grad_clip: clip the gradient norm to this value.
@@ -314,15 +349,17 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
         CheckpointError: an unreadable or foreign ``last.pt`` (names the file; ``resume=False`` starts afresh).
         FloatingPointError: the loss became NaN or infinite.
     """
+    from .config import checked_device
     from .config import device as default_device
 
     _check_settings(max_epochs, lr, weight_decay, schedule, grad_clip)
     steps_per_epoch = _check_loader(train_loader, "train_loader")
     if val_loader is not None:
         _check_loader(val_loader, "val_loader")
-    device = torch.device(device) if device is not None else default_device()
+    device = checked_device(device, f"fit(device={device!r})") if device is not None else default_device()
     model.to(device)
     amp = (device.type == "cuda") if amp is None else amp
+    amp_dtype = _amp_dtype(device, amp_dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = max_epochs * steps_per_epoch
     if schedule == "onecycle":
@@ -330,7 +367,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
                                                         div_factor=25.0, final_div_factor=400.0)
     else:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16 and device.type == "cuda")
     history, start = History(), 0
     config = {"max_epochs": int(max_epochs), "steps_per_epoch": steps_per_epoch,
               "batch_size": getattr(train_loader, "batch_size", None), "lr": float(lr), "schedule": schedule,
@@ -370,11 +407,12 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
             images, target, *extra = [b.to(device, non_blocking=True) if torch.is_tensor(b) else b
                                       for b in _unpack(batch, "fit")]
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, enabled=amp):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 output = model(images)
                 if check_targets:
                     _check_batch(output, target, extra, epoch, step)
                 loss = loss_fn(output, target, *extra)
+            _check_loss(loss, loss_fn, step, epoch)
             if not torch.isfinite(loss):
                 cause = ("its images hold NaN or infinite values: check the data"
                          if images.is_floating_point() and not bool(torch.isfinite(images).all())

@@ -403,12 +403,12 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike,
                 dest.mkdir(parents=True, exist_ok=True)
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
-            src: BinaryIO | None = (handle.open(info) if isinstance(handle, zipfile.ZipFile)
-                                    else handle.extractfile(info))
-            assert src is not None
             tmp = dest.with_name(dest.name + ".extract")
             digest = hashlib.sha256()
             try:
+                src: BinaryIO | None = (handle.open(info) if isinstance(handle, zipfile.ZipFile)
+                                        else handle.extractfile(info))
+                assert src is not None
                 with src, open(tmp, "wb") as out:
                     while chunk := src.read(_CHUNK):
                         out.write(chunk)

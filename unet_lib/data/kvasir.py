@@ -90,6 +90,10 @@ def kvasir_bboxes(root: str | os.PathLike | None = None) -> dict[str, list[tuple
         ``{image id: [(xmin, ymin, xmax, ymax), ...]}`` in pixels of the original image
         (inclusive corners).
 
+    Raises:
+        DatasetNotFoundError: no such file.
+        ValueError: a truncated or corrupt file, another layout, or an impossible box (names the file and the fix).
+
     Used in chapter 06 (polyp-free crops).
     """
     path = dataset_dir("kvasir-seg", root) / "kavsir_bboxes.json"
@@ -102,12 +106,19 @@ def kvasir_bboxes(root: str | os.PathLike | None = None) -> dict[str, list[tuple
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot read the bounding boxes {path}: {e}; the file is truncated or corrupt: {fix}") from e
     try:
-        return {k: [(int(b["xmin"]), int(b["ymin"]), int(b["xmax"]), int(b["ymax"])) for b in v.get("bbox", [])]
-                for k, v in raw.items()}
+        boxes = {k: [(int(b["xmin"]), int(b["ymin"]), int(b["xmax"]), int(b["ymax"])) for b in v.get("bbox", [])]
+                 for k, v in raw.items()}
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"the bounding boxes {path} do not have the official layout "
                          f"{{id: {{'bbox': [{{'xmin', 'ymin', 'xmax', 'ymax'}}]}}}} ({type(e).__name__}: {e}): "
                          f"{fix}") from e
+    for image_id, bxs in boxes.items():
+        for xmin, ymin, xmax, ymax in bxs:
+            if xmin > xmax or ymin > ymax or min(xmin, ymin) < 0:
+                raise ValueError(f"the bounding boxes {path} hold an impossible box for {image_id}: (xmin, ymin, "
+                                 f"xmax, ymax) = {(xmin, ymin, xmax, ymax)} (corners must be >= 0 and min <= max): "
+                                 f"{fix}")
+    return boxes
 
 
 class KvasirSEG(torch.utils.data.Dataset):

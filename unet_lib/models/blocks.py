@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["Norm", "Padding", "Up", "norm_layer", "conv3x3", "ConvBlock", "DoubleConv", "UpConv", "center_crop",
-           "match_size", "paper_init_", "nearest_multiples", "check_input", "check_positive_ints"]
+           "match_size", "paper_init_", "nearest_multiples", "check_input", "check_positive_ints",
+           "check_batch_norm"]
 
 Norm = Literal["batch", "instance", None]
 Padding = Literal["same", "valid"]
@@ -268,3 +269,26 @@ def _default_fix(side: int, multiple: int, offset: int, min_size: int, reason: s
         lo, hi = nearest_multiples(max(side, min_size), multiple)
         return f"resize or pad to {_or(lo, hi)} (sides must be multiples of {multiple}{why})"
     return f"use a side of the form {offset} + {multiple}k, at least {min_size}{why}"
+
+
+def check_batch_norm(module: nn.Module, x: torch.Tensor, poolings: int, *, model: str) -> None:
+    """Refuse, with the fix, a batch that batch norm cannot normalise in training mode.
+
+    Batch norm in training computes each channel's mean over the batch and the pixels; after ``poolings``
+    2x2 poolings a batch of one ``H x W`` image has ``(H >> poolings) * (W >> poolings)`` values per
+    channel at the deepest stage, and one value has no variance (torch fails there with "Expected more
+    than 1 value per channel"). Cheap: it looks only at the shape, and at the layers only in that case.
+
+    Raises:
+        ValueError: one value per channel at the deepest stage; names the shape and the ways out.
+    """
+    if not module.training or x.ndim != 4:
+        return
+    deepest = x.shape[0] * (x.shape[-2] >> poolings) * (x.shape[-1] >> poolings)
+    if deepest == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        side = 2 ** (poolings + 1)
+        raise ValueError(f"{model} in training mode got a batch of one {x.shape[-2]}x{x.shape[-1]} image: after "
+                         f"{poolings} 2x2 poolings its deepest map is 1x1, and batch norm cannot normalise a single "
+                         f"value per channel: train on batches of 2 or more (drop_last=True drops a last batch of "
+                         f"one), use images of at least {side}x{side}, or call model.eval() to predict")
+

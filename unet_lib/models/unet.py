@@ -10,7 +10,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import DoubleConv, Norm, Padding, Up, UpConv, center_crop, check_input, check_positive_ints, match_size
+from .blocks import (
+    DoubleConv,
+    Norm,
+    Padding,
+    Up,
+    UpConv,
+    center_crop,
+    check_batch_norm,
+    check_input,
+    check_positive_ints,
+    match_size,
+)
 
 __all__ = ["UNet", "valid_output_size", "valid_input_size", "nearest_valid_input_sizes"]
 
@@ -141,6 +152,7 @@ class UNet(nn.Module):
         else:
             check_input(x, self.in_channels, model="U-Net", min_size=2 ** DEPTH, reason="four 2x2 poolings",
                         dtype=self.head.weight.dtype)
+            check_batch_norm(self, x, DEPTH, model="U-Net")
 
     def _skip(self, skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         """Copy and concatenate: crop the encoder map to the upsampled map ("valid", the paper), or

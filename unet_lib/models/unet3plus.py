@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvBlock, DoubleConv, check_input, check_positive_ints
+from .blocks import ConvBlock, DoubleConv, check_batch_norm, check_input, check_positive_ints
 
 __all__ = ["UNet3Plus", "GATE_LOGIT", "gate_logits", "cgm_decision"]
 
@@ -179,6 +179,7 @@ class UNet3Plus(nn.Module):
         check_input(x, self.in_channels, model="UNet 3+", multiple=2 ** DEPTH, min_size=2 ** DEPTH,
                     reason="four 2x2 poolings, then x2..x16 upsampling",
                     dtype=self.conv1[0][0].weight.dtype)  # (B, 3, H, W), H = 320 in the paper
+        check_batch_norm(self, x, DEPTH, model="UNet 3+")
         # -- encoder ---------------------------------------------------------------------------------
         h1 = self.conv1(x)                                        # (B, 64, H, W)
         h2 = self.conv2(self.pool(h1))                            # (B, 128, H/2, W/2)

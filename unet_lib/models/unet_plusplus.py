@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .blocks import DoubleConv, Norm, Up, UpConv, check_input, check_positive_ints, match_size
+from .blocks import DoubleConv, Norm, Up, UpConv, check_batch_norm, check_input, check_positive_ints, match_size
 from .unet import UNet
 
 __all__ = ["UNetPlusPlus", "Node", "nested_nodes", "unet_baseline", "MAX_DEPTH"]
@@ -235,6 +235,7 @@ class UNetPlusPlus(nn.Module):
         L = self.depth if depth is None else self._check_target(depth)
         check_input(x, self.in_channels, model=f"UNet++ L{L}", min_size=2 ** L, reason=f"{L} 2x2 poolings",
                     dtype=self.conv0_0[0][0].weight.dtype)
+        check_batch_norm(self, x, L, model=f"UNet++ L{L}")
         # shapes below for f = 32..512, 96x96
         x0_0 = self.conv0_0(x)                                       # (B, 32, H, W)
         x1_0 = self.conv1_0(self.pool(x0_0))                         # (B, 64, H/2, W/2)
