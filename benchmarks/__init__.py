@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure and estimate (they print ratios and estimates; no test asserts a time)."""
