@@ -4,6 +4,7 @@
 #   make student -> the student edition (notebooks without solutions) in _build/student
 #   make rehearsal -> every notebook with the full profile's sizes, training capped (CI's proof of `full`)
 #   make lint   -> ruff over the library, tests and notebooks
+#   make browser -> the built book (_build/html) in headless Chromium: console, figures, explorers, links
 # Data: $UNET_BOOK_DATA if set; else ../shared/data when it exists (the course's shared copy);
 # else ./data, downloaded from the datasets' official homes on first use.
 
@@ -13,7 +14,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 export UNET_BOOK_DATA ?= $(if $(wildcard ../shared/data/kvasir-seg),$(abspath ../shared/data),$(CURDIR)/data)
 
-.PHONY: book test unit notebooks student rehearsal lint data venv clean
+.PHONY: book test unit notebooks student rehearsal lint browser data venv clean
 
 venv: $(VENV)/.installed
 
@@ -49,6 +50,22 @@ rehearsal: data
 
 lint: venv
 	$(BIN)/ruff check .
+
+# the built book in a real browser (tests/browser_check.py): run after `make book`; screenshots of every
+# chapter's first screen go to _build/screenshots/. Needs Debian's chromium and chromium-driver.
+browser: venv
+	@$(BIN)/python -c "import selenium" 2>/dev/null || $(BIN)/python -m pip install -q "selenium>=4.15"
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	        apt-get update -q && apt-get install -y --no-install-recommends chromium chromium-driver; \
+	    else \
+	        echo "browser: chromium and chromedriver are not on PATH; install them with" >&2; \
+	        echo "    sudo apt-get install -y --no-install-recommends chromium chromium-driver" >&2; \
+	        exit 1; \
+	    fi; \
+	fi
+	@test -f _build/html/index.html || { echo "browser: no book in _build/html: run make book first" >&2; exit 1; }
+	$(BIN)/python tests/browser_check.py _build/html
 
 # every chapter without its solution cells and outputs (unet_lib/exercises/student.py; book/instructors.md)
 student: venv
