@@ -50,6 +50,7 @@ if __package__ in (None, ""):
 from unet_lib import config, losses  # noqa: E402
 from unet_lib.models import FCN, UNet, UNet3Plus, UNetPlusPlus, count_parameters  # noqa: E402
 from unet_lib.models.blocks import paper_init_  # noqa: E402
+from unet_lib.models.unet import width_matching  # noqa: E402
 from unet_lib.models.unet_plusplus import unet_baseline  # noqa: E402
 
 #: T4 peaks (NVIDIA's data sheet): fp16 with tensor cores (AMP), fp32 without
@@ -239,13 +240,6 @@ def _ds(loss):
     return functools.partial(losses.deep_supervision_loss, loss_fn=loss)
 
 
-def _matched_unet_width(fcn_features: int) -> int:
-    """Chapter 02's U-Net width: the one whose parameter count is closest to FCN-8s's (as its notebook computes it)."""
-    with torch.device("meta"):
-        target = count_parameters(FCN(3, 1, "8s", features=fcn_features))
-        return min(range(2, 4 * fcn_features + 1), key=lambda f: abs(count_parameters(UNet(3, 1, f)) - target))
-
-
 def full_setups(p: config.Profile | None = None) -> list[Setup]:
     """Every training of chapters 02-07 in profile ``p`` (default ``full``), with the chapters' own formulas."""
     from unet_lib.data import kvasir_split
@@ -265,7 +259,8 @@ def full_setups(p: config.Profile | None = None) -> list[Setup]:
     w02, e02 = max(2, p.features // 2), max(1, 3 * p.max_epochs // 4)
     for v in ("32s", "16s", "8s"):
         kvasir("02", f"FCN-{v} (w{w02})", lambda v=v: FCN(3, 1, v, features=w02), losses.bce_dice_loss, e02)
-    wu = _matched_unet_width(w02)
+    with torch.device("meta"):
+        wu = width_matching(count_parameters(FCN(3, 1, "8s", features=w02)))   # as the notebook: 40 in full
     kvasir("02", f"U-Net (w{wu})", lambda: UNet(3, 1, features=wu), losses.bce_dice_loss, e02)
     # 03: the 2015 network on EM tiles (valid padding, no normalisation, one 572-px tile per step), then Kvasir
     em_tile, em_steps = p.em_tile, min(4 * p.em_steps, 2000)

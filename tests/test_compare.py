@@ -207,3 +207,24 @@ def test_size_strata_edges_belong_to_the_upper_stratum():
     for bad in ((0.2, 0.05), (0.1, 0.1), (-0.1, 0.5), (0.1, 1.5)):
         with pytest.raises(ValueError, match="increasing"):
             compare.size_strata([0.1], edges=bad)
+
+
+def test_train_contender_pins_batches_for_a_cuda_device_only(monkeypatch):
+    """non_blocking copies to a GPU overlap only from pinned memory: the recipe's loader pins for CUDA."""
+    made = []
+
+    class Stop(Exception):
+        pass
+
+    def recording_loader(*args, **kwargs):
+        made.append(kwargs["pin_memory"])
+        raise Stop
+
+    monkeypatch.setattr(compare, "DataLoader", recording_loader)
+    crops = RandomCrops(np.zeros((2, 8, 8), np.float32), np.zeros((2, 8, 8), bool), seed=0)
+    unet = compare.Contender("U-Net", lambda: UNet(1, 1, features=2), losses.bce_dice_loss)
+    for device in ("cpu", "cuda"):
+        monkeypatch.setattr(compare, "checked_device", lambda spec, source: torch.device(spec))
+        with pytest.raises(Stop):
+            compare.train_contender(unet, crops, max_epochs=1, lr=1e-3, batch_size=2, device=device, transform=None)
+    assert made == [False, True]

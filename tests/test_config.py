@@ -135,3 +135,12 @@ def test_rehearsal_is_full_with_training_capped():
         if field.name not in capped:
             assert getattr(r, field.name) == getattr(f, field.name), f"rehearsal must keep full's {field.name}"
     assert (r.max_epochs, r.batch_size, r.train_limit, r.val_limit, r.em_steps, r.seeds) == (1, 2, 4, 4, 2, 1)
+
+
+def test_setup_turns_on_cudnn_benchmark_for_a_cuda_device_only(no_env, monkeypatch, capsys):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    config.setup(0, "smoke")
+    assert torch.backends.cudnn.benchmark is False, "no GPU: nothing to tune"
+    monkeypatch.setattr(config, "device", lambda: torch.device("cuda"))
+    config.setup(0, "smoke")
+    assert torch.backends.cudnn.benchmark is True and "cudnn.benchmark" in capsys.readouterr().out

@@ -122,3 +122,32 @@ def test_bad_inputs_are_named():
         RandomCrops([], [])
     with pytest.raises(IndexError, match="out of range for 3 crops"):
         RandomCrops(images, masks)[3]
+
+
+def test_elastic_crops_in_two_workers_are_the_one_process_stream_and_change_every_epoch():
+    """Chapter 04 deforms in DataLoader workers (full profile): 0, 1 or 2 workers give the same crops, epoch after
+    epoch (as fit reads them: set_epoch, then a shuffled pass), every epoch new ones, and no two workers alike."""
+    import functools
+
+    rng = np.random.default_rng(0)
+    slices = rng.random((2, 40, 40)).astype(np.float32)
+    labels = (slices > 0.5).astype(np.int64)
+    deform = functools.partial(augment.elastic_deform, grid=3, sigma=4.0)
+
+    def stream(workers):
+        crops = RandomCrops(slices, labels, crop=16, length=8, deform=deform, transform=augment.FlipRotate(), seed=2)
+        loader = DataLoader(crops, batch_size=2, shuffle=True, num_workers=workers,
+                            generator=torch.Generator().manual_seed(2))
+        epochs = []
+        for epoch in range(2):
+            set_epoch(crops, epoch)
+            epochs.append(torch.cat([x for x, _ in loader]))
+        return epochs
+
+    one_process, one_worker, two_workers = stream(0), stream(1), stream(2)
+    for epoch in range(2):
+        assert torch.equal(two_workers[epoch], one_process[epoch]) and torch.equal(one_worker[epoch],
+                                                                                   one_process[epoch])
+    first, second = ({tuple(row.tolist()) for row in e.flatten(1)} for e in two_workers)
+    assert len(first) == len(two_workers[0]), "the two workers do not repeat each other's crops"
+    assert not first & second, "a new epoch deforms anew: no crop of epoch 0 comes back in epoch 1"

@@ -156,3 +156,29 @@ def test_latency_ratios_baseline_modes_and_errors():
         latency_ratios({}, torch.zeros(1))
     with pytest.raises(ValueError, match="baseline 'c'"):
         latency_ratios(nets, torch.zeros(1, 1, 4, 4), baseline="c")
+
+
+def test_time_ratios_interleave_and_synchronise_cuda(monkeypatch):
+    """Every call is bracketed by a CUDA synchronisation on a CUDA device (the GPU's time, not the launch's), and
+    the steps take turns: calls alternate a, b, a, b."""
+    from unet_lib.measure import time_ratios
+
+    calls, syncs = [], []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: syncs.append(len(calls)))
+    out = time_ratios({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, "cuda", baseline="b",
+                      repeats=2, warmup=1)
+    assert calls == ["a", "b"] * 3 and len(syncs) == 2 * len(calls)
+    assert out["b"]["ratio"] == 1.0 and set(out["a"]) == {"seconds", "ratio"}
+    syncs.clear()
+    time_ratios({"a": lambda: None}, "cpu", repeats=1, warmup=0)
+    assert syncs == []                                       # nothing to wait for on the CPU
+    with pytest.raises(ValueError, match="baseline 'c'"):
+        time_ratios({"a": lambda: None}, baseline="c")
+
+
+def test_time_ratios_keep_gradients_for_training_steps():
+    from unet_lib.measure import time_ratios
+
+    w = torch.ones(3, requires_grad=True)
+    time_ratios({"step": lambda: (w * 2).sum().backward()}, repeats=1, warmup=0)
+    assert torch.equal(w.grad, torch.full((3,), 2.0))

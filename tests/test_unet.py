@@ -386,3 +386,18 @@ def test_check_input_recognises_the_usual_slips():
         check_input(torch.zeros(2, 1, 32, 32), 3, model="net")
     with pytest.raises(TypeError, match="torch.Tensor"):
         check_input([[0.0]], 1, model="net")
+
+
+def test_width_matching_gives_fcn8s_parameters_at_tensor_core_widths():
+    """Chapter 02: exact below width 16 (cpu profile: 10 for FCN-8s of width 8), a multiple of 8 above (40, not 41)."""
+    from unet_lib.models import FCN
+    from unet_lib.models.unet import width_matching
+
+    with torch.device("meta"):
+        fcn = {f: count_parameters(FCN(3, 1, "8s", features=f)) for f in (8, 32)}
+        assert width_matching(fcn[8]) == 10
+        assert width_matching(fcn[32], multiple=1) == 41          # the exact match
+        assert width_matching(fcn[32]) == 40
+        assert abs(count_parameters(UNet(3, 1, features=40)) / fcn[32] - 1) < 0.05
+        with pytest.raises(ValueError, match="parameters"):
+            width_matching(0)

@@ -27,6 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import augment, metrics
+from .config import checked_device
+from .config import device as default_device
 from .measure import count_macs
 from .models import UNet3Plus, UNetPlusPlus, count_parameters
 from .train import History, evaluate, fit, seed_everything
@@ -144,7 +146,7 @@ def train_contender(contender: Contender, train_set: Dataset, val_loader: DataLo
         max_epochs, lr, batch_size: the training budget.
         seed: seeds the weights, the batch order and the augmentation.
         device: where to train (default :func:`unet_lib.config.device`).
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes (batches are pinned in memory for a CUDA device).
         transform: :data:`FLIP_ROTATE` (default) sets ``train_set.transform`` to a fresh
             :class:`~unet_lib.augment.FlipRotate` seeded with ``seed`` (random flips and quarter turns);
             a callable is set as ``train_set.transform`` as it is; ``None`` leaves the dataset as it
@@ -165,10 +167,13 @@ def train_contender(contender: Contender, train_set: Dataset, val_loader: DataLo
             raise TypeError(f"train_set ({type(train_set).__name__}) has no 'transform' attribute to set the "
                             "augmentation on: pass transform=None if it augments itself")
         train_set.transform = augment.FlipRotate(seed) if transform == FLIP_ROTATE else transform
+    device = checked_device(device, f"train_contender(device={device!r})") if device is not None else default_device()
     seed_everything(seed)
     model = contender.build()
+    # pinned (page-locked) batches let fit's non_blocking copies to a GPU overlap with its work
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                        drop_last=drop_last, generator=torch.Generator().manual_seed(seed))
+                        drop_last=drop_last, generator=torch.Generator().manual_seed(seed),
+                        pin_memory=device.type == "cuda")
     history = fit(model, loader, val_loader, loss_fn=contender.loss_fn, max_epochs=max_epochs, lr=lr,
                   schedule="onecycle", device=device, output_fn=contender.output_fn, checkpoint_dir=checkpoint_dir,
                   resume=resume, progress=progress)

@@ -214,6 +214,9 @@ def setup(seed: int = 0, name: str | None = None) -> tuple[Profile, torch.device
         seed: seeds Python, NumPy and PyTorch (:func:`unet_lib.train.seed_everything`).
         name: a profile name; default ``$UNET_BOOK_PROFILE`` (see :func:`profile`).
 
+    On CUDA it also turns on ``torch.backends.cudnn.benchmark`` (the chapters train on batches of one
+    fixed size, so the one-off kernel search pays back at once; results stay seeded, not bit-exact).
+
     Returns:
         ``(profile, device)``.
     """
@@ -222,7 +225,10 @@ def setup(seed: int = 0, name: str | None = None) -> tuple[Profile, torch.device
     p = profile(name)
     seed_everything(seed)
     dev = device()
-    threads = f" ({torch.get_num_threads()} threads)" if dev.type == "cpu" else ""
+    if dev.type == "cuda":
+        # every chapter trains on fixed-size batches: cuDNN times its kernels once per shape and keeps the fastest
+        torch.backends.cudnn.benchmark = True
+    threads = f" ({torch.get_num_threads()} threads)" if dev.type == "cpu" else " (cudnn.benchmark)"
     print(f"profile {p.name}: {p.image_size} px images, width {p.features}, {p.max_epochs} epochs, "
           f"batch {p.batch_size}, lr {p.lr} | device {dev}{threads} | seed {seed}")
     return p, dev

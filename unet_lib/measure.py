@@ -7,18 +7,19 @@ Chapters 02-07 compare architectures by these numbers. Every function takes any
 * :func:`count_parameters`: what a network stores (the 2015 U-Net: 31,030,658);
 * :func:`count_conv_layers`: the paper's "23 convolutional layers";
 * :func:`count_macs`: what one forward pass computes, counted on the layers that actually run;
-* :func:`latency_ratios`: the forward time of several networks, relative to one of them.
+* :func:`latency_ratios`: the forward time of several networks, relative to one of them;
+* :func:`time_ratios`: the same for any steps (a training step with one loss or another).
 """
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["count_parameters", "count_conv_layers", "count_macs", "latency_ratios"]
+__all__ = ["count_parameters", "count_conv_layers", "count_macs", "latency_ratios", "time_ratios"]
 
 
 def count_parameters(model, trainable_only: bool = True) -> int:
@@ -75,6 +76,45 @@ def count_macs(model: nn.Module, input_size: Sequence[int] | torch.Tensor, per_i
     return total // x.shape[0] if per_image else total
 
 
+def time_ratios(steps: dict[str, Callable[[], object]], device: torch.device | str = "cpu",
+                baseline: str | None = None, repeats: int = 10, warmup: int = 2) -> dict[str, dict[str, float]]:
+    """Median time of several steps (callables) measured in one interleaved run, on ``device``.
+
+    The steps take turns (round-robin) so that a slow moment of a shared machine hits them all
+    alike. On CUDA the device is synchronised before and after every call, so the time is the
+    GPU's work and not only the launch of its kernels.
+
+    Args:
+        steps: name -> a callable doing the work once (e.g. a forward and backward pass).
+        device: where the steps run (synchronised when it is a CUDA device).
+        baseline: the name whose time is 1.0 (default: the last step).
+        repeats: timed rounds; warmup: untimed rounds first.
+
+    Returns:
+        name -> ``{"seconds": median seconds per call, "ratio": seconds / baseline seconds}``.
+
+    Used by :func:`latency_ratios` and chapter 06 (the step time of the hybrid loss).
+    """
+    if not steps:
+        raise ValueError("give at least one step to time")
+    baseline = baseline if baseline is not None else list(steps)[-1]
+    if baseline not in steps:
+        raise ValueError(f"baseline {baseline!r} is not one of {list(steps)}")
+    cuda = torch.device(device).type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(warmup + repeats):
+        for name, step in steps.items():
+            sync()
+            t0 = time.perf_counter()
+            step()
+            sync()
+            if r >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    return {name: {"seconds": s, "ratio": s / med[baseline]} for name, s in med.items()}
+
+
 @torch.no_grad()
 def latency_ratios(models: dict[str, nn.Module], x: torch.Tensor, baseline: str | None = None,
                    repeats: int = 10, warmup: int = 2) -> dict[str, dict[str, float]]:
@@ -94,25 +134,12 @@ def latency_ratios(models: dict[str, nn.Module], x: torch.Tensor, baseline: str 
     """
     if not models:
         raise ValueError("give at least one model to time")
-    baseline = baseline if baseline is not None else list(models)[-1]
-    if baseline not in models:
-        raise ValueError(f"baseline {baseline!r} is not one of {list(models)}")
     states = {name: m.training for name, m in models.items()}
     for m in models.values():
         m.eval()
-    times: dict[str, list[float]] = {name: [] for name in models}
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     try:
-        for r in range(warmup + repeats):
-            for name, m in models.items():
-                sync()
-                t0 = time.perf_counter()
-                m(x)
-                sync()
-                if r >= warmup:
-                    times[name].append(time.perf_counter() - t0)
+        return time_ratios({name: (lambda m=m: m(x)) for name, m in models.items()}, x.device, baseline,
+                           repeats, warmup)
     finally:
         for name, m in models.items():
             m.train(states[name])
-    med = {name: statistics.median(t) for name, t in times.items()}
-    return {name: {"seconds": s, "ratio": s / med[baseline]} for name, s in med.items()}

@@ -57,7 +57,7 @@ def provenance(seed: int | None, wall_time_s: float | None, p: Profile | None = 
     p = p or active_profile()
     return {"profile": p.name, "device": device_name(device), "seed": seed, "git_commit": git_commit(),
             "wall_time_s": None if wall_time_s is None else round(float(wall_time_s), 1),
-            "torch": torch.__version__, "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 

@@ -23,7 +23,7 @@ from .blocks import (
     match_size,
 )
 
-__all__ = ["UNet", "valid_output_size", "valid_input_size", "nearest_valid_input_sizes"]
+__all__ = ["UNet", "valid_output_size", "valid_input_size", "nearest_valid_input_sizes", "width_matching"]
 
 DEPTH = 4  # four 2x2 max-pools: sizes must survive halving four times
 #: the valid-padding U-Net takes sides ``VALID_STEP * k + VALID_OFFSET`` from ``VALID_MIN`` on (188, 204, ..., 572)
@@ -175,3 +175,47 @@ class UNet(nn.Module):
         d2 = self.dec2(self._skip(x2, self.up2(d3)))         # (B, 128, 196, 196)
         d1 = self.dec1(self._skip(x1, self.up1(d2)))         # (B, 64, 388, 388)
         return self.head(d1)                                 # (B, num_classes, 388, 388) logits
+
+
+#: GPU tensor cores multiply in blocks of 8 channels: widths of 16 and more are rounded to a multiple of 8
+TENSOR_CORE_MULTIPLE = 8
+
+
+def width_matching(parameters: int, in_channels: int = 3, num_classes: int = 1, multiple: int = TENSOR_CORE_MULTIPLE,
+                   **kwargs) -> int:
+    """The base width of a same-padding U-Net whose parameter count comes closest to ``parameters``.
+
+    Widths below ``2 * multiple`` (16) are matched exactly, channel by channel; from there on the width is
+    the multiple of ``multiple`` just below or just above the exact match, whichever count is closer, so
+    that a network compared at GPU widths also runs at tensor-core speed. The parameter match is then
+    approximate: for chapter 02's full profile 40 instead of 41 channels, 4 % fewer parameters than FCN-8s.
+    Chapter 02 gives its U-Net the parameters of FCN-8s this way.
+
+    Args:
+        parameters: the parameter count to match.
+        in_channels, num_classes, **kwargs: passed to :class:`UNet`.
+        multiple: the rounding from width 16 on (1 = exact match everywhere).
+
+    Example:
+        >>> from unet_lib.models import FCN, count_parameters
+        >>> width_matching(count_parameters(FCN(3, 1, "8s", features=32)))   # exactly: 41
+        40
+    """
+    from ..measure import count_parameters
+
+    check_positive_ints("width_matching", parameters=parameters, multiple=multiple)
+
+    def count(width: int) -> int:
+        with torch.device("meta"):
+            return count_parameters(UNet(in_channels, num_classes, features=width, **kwargs))
+
+    width, best = 1, abs(count(1) - parameters)
+    while True:                                  # parameters grow with the width: stop once past the target
+        n = count(width + 1)
+        if abs(n - parameters) > best and n > parameters:
+            break
+        width, best = width + 1, abs(n - parameters)
+    if width < 2 * multiple or multiple == 1:
+        return width
+    below = multiple * (width // multiple)
+    return min((below, below + multiple), key=lambda w: abs(count(w) - parameters))
