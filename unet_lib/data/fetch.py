@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import stat
+import sys
 import tarfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -224,14 +227,71 @@ def open_url(url: str, offset: int = 0, timeout: float = 60.0) -> Any:
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
 
+#: attempts per file for failures worth retrying (HTTP 429 and 5xx, timeouts, dropped connections)
+RETRIES = 6
+#: first wait between attempts in seconds; doubled after every failure (1, 2, 4, 8, 16 s), at most MAX_WAIT
+BACKOFF_S, MAX_WAIT_S = 1.0, 60.0
+_sleep = time.sleep          # tests replace it to count the waits without waiting
+_TRANSIENT = (TimeoutError, ConnectionError, http.client.HTTPException)
+
+
+def _retry_after(err: BaseException, attempt: int) -> float | None:
+    """Seconds to wait before the next attempt when ``err`` is worth retrying, else ``None``.
+
+    HTTP 429 (too many requests) and 5xx (a server's trouble), timeouts and dropped connections are
+    retried with exponential backoff; a ``Retry-After`` header (seconds) is honoured up to
+    :data:`MAX_WAIT_S`. Other errors (404, 403, a bad URL) are final.
+    """
+    if isinstance(err, urllib.error.HTTPError):
+        if err.code != 429 and err.code < 500:
+            return None
+        header = err.headers.get("Retry-After") if err.headers is not None else None
+        if header and header.strip().isdigit():
+            return min(float(header), MAX_WAIT_S)
+    else:
+        cause = err.reason if isinstance(err, urllib.error.URLError) else err
+        # a timeout or a connection cut midway may pass; no name resolution or a refused connection means no
+        # network (or a wrong URL), which waiting does not fix
+        if not isinstance(cause, _TRANSIENT) or isinstance(cause, ConnectionRefusedError):
+            return None
+    return min(BACKOFF_S * 2 ** attempt, MAX_WAIT_S)
+
+
+def _fetch_into(url: str, part: Path, progress: bool, desc: str) -> None:
+    """Append ``url``'s bytes to ``part``, resuming from its size (HTTP ``Range``); one attempt."""
+    offset = part.stat().st_size if part.exists() else 0
+    try:
+        resp = open_url(url, offset=offset)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:  # range not satisfiable: the .part is already complete
+            return
+        raise
+    with resp:
+        status = getattr(resp, "status", None) or getattr(resp, "code", None) or 200
+        if offset and status != 206:  # server ignored the range: start over
+            offset = 0
+        length = resp.headers.get("Content-Length") if resp.headers is not None else None
+        total = offset + int(length) if length else None
+        with open(part, "ab" if offset else "wb") as f, tqdm(
+                total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=desc, leave=False, disable=not progress) as bar:
+            while chunk := resp.read(_CHUNK):
+                f.write(chunk)
+                bar.update(len(chunk))
+        if total is not None and part.stat().st_size < total:   # the connection ended early
+            raise http.client.IncompleteRead(b"", total - part.stat().st_size)
+
+
 def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None, force: bool = False,
-                  progress: bool = True, desc: str | None = None) -> Path:
-    """Download one URL to ``dest``: resumable, checked, atomic.
+                  progress: bool = True, desc: str | None = None, retries: int = RETRIES) -> Path:
+    """Download one URL to ``dest``: resumable, retried, checked, atomic.
 
     Bytes go to ``<dest>.part``; an existing ``.part`` is resumed with an HTTP ``Range``
-    request (restarted from zero when the server ignores it). When ``sha256`` is given the
-    finished file is checked before ``os.replace`` moves it into place, so ``dest`` never
-    holds a partial or corrupt file.
+    request (restarted from zero when the server ignores it). HTTP 429 and 5xx answers,
+    timeouts and connections that end early are retried up to ``retries`` times with
+    exponential backoff (:data:`BACKOFF_S` doubling, ``Retry-After`` honoured), each retry
+    resuming where the last one stopped. When ``sha256`` is given the finished file is checked
+    before ``os.replace`` moves it into place, so ``dest`` never holds a partial or corrupt file.
 
     Args:
         url: source URL (``https://`` or ``file://``).
@@ -240,13 +300,15 @@ def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None, 
         force: download even if ``dest`` already exists (and matches).
         progress: show a tqdm bar (bytes).
         desc: label of the bar (default: the file name).
+        retries: attempts for failures worth retrying.
 
     Returns:
         ``dest`` as a :class:`~pathlib.Path`.
 
     Raises:
         ChecksumError: the downloaded bytes do not match ``sha256`` (the ``.part`` is deleted).
-        urllib.error.URLError, OSError: network errors (not wrapped here).
+        urllib.error.URLError, OSError: network errors that are final, or still failing after
+            ``retries`` attempts (not wrapped here).
 
     Used by :func:`download`.
     """
@@ -257,33 +319,22 @@ def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None, 
     part = dest.with_name(dest.name + ".part")
     if force and part.exists():
         part.unlink()
-    for attempt in range(2):  # a second, clean attempt when a resumed file turns out corrupt
-        offset = part.stat().st_size if part.exists() else 0
-        try:
-            resp = open_url(url, offset=offset)
-        except urllib.error.HTTPError as e:
-            if e.code == 416 and offset:  # range not satisfiable: the .part is already complete
-                resp = None
-            else:
-                raise
-        if resp is not None:
-            with resp:
-                status = getattr(resp, "status", None) or getattr(resp, "code", None) or 200
-                if offset and status != 206:  # server ignored the range: start over
-                    offset = 0
-                length = resp.headers.get("Content-Length") if resp.headers is not None else None
-                total = offset + int(length) if length else None
-                with open(part, "ab" if offset else "wb") as f, tqdm(
-                        total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                        desc=desc or dest.name, leave=False, disable=not progress) as bar:
-                    while chunk := resp.read(_CHUNK):
-                        f.write(chunk)
-                        bar.update(len(chunk))
+    for clean_try in range(2):  # a second, clean attempt when a resumed file turns out corrupt
+        resumed = part.exists() and part.stat().st_size > 0
+        for attempt in range(max(1, retries)):
+            try:
+                _fetch_into(url, part, progress, desc or dest.name)
+                break
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+                wait = _retry_after(e, attempt)
+                if wait is None or attempt == max(1, retries) - 1:
+                    raise
+                _sleep(wait)
         if sha256 is not None:
             got = sha256_file(part)
             if got != sha256:
                 part.unlink()
-                if attempt == 0 and offset:
+                if clean_try == 0 and resumed:
                     continue  # the old partial bytes were bad: try once from scratch
                 raise ChecksumError(
                     f"downloaded {url} to {dest} but its SHA-256 is {got}, expected {sha256}. "
@@ -445,15 +496,59 @@ def _remove_empty(*folders: Path) -> None:
             f.rmdir()  # only succeeds when empty
 
 
+#: a dataset whose archive files also have their own URLs fetches up to this many missing files one by one
+FEW_FILES = 50
+
+
+def _from_archive(info: DatasetInfo, folder: Path, root: str | os.PathLike | None, files: Mapping[str, str], *,
+                  force: bool, progress: bool, keep_archive: bool) -> None:
+    """Download ``info.archive`` (one request, resumable, retried) and extract the manifest's ``files`` from it.
+
+    An archive that cannot be extracted (truncated, corrupt) or whose files fail their checksums (a mismatched
+    or changed archive) is deleted and fetched once more from scratch; a second failure is raised with its
+    cause. A file that fails its checksum is never written under its final name (:func:`safe_extract`).
+    """
+    assert info.archive is not None
+    fname = PurePosixPath(urllib.parse.urlparse(info.archive).path).name or f"{info.name}.archive"
+    dest = folder / ".downloads" / fname
+    for attempt in range(2):
+        try:
+            arc = download_file(info.archive, dest, sha256=info.archive_sha256, force=force or attempt > 0,
+                                progress=progress, desc=f"{info.name} {fname}")
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            _remove_empty(folder / ".downloads", folder)
+            raise _network_error(info, root, info.archive, e) from e
+        try:
+            safe_extract(arc, folder, members=info.archive_members, progress=progress, sha256=files)
+            break
+        except (ChecksumError, ValueError) as e:
+            arc.unlink(missing_ok=True)          # a corrupt or changed archive is never used again
+            if attempt == 1:
+                _remove_empty(arc.parent)
+                raise type(e)(f"{e}\n(the archive {info.archive} was downloaded twice and failed both times: "
+                              f"the source may have changed; get the files by hand)\n"
+                              + instructions(info, root)) from e
+            if progress:
+                print(f"{info.name}: the archive could not be used ({str(e).splitlines()[0][:160]}); "
+                      "downloading it again", file=sys.stderr)
+    if not keep_archive:
+        arc.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            arc.parent.rmdir()
+
+
 def download(name: str | DatasetInfo, root: str | os.PathLike | None = None, force: bool = False,
              progress: bool = True, workers: int = 8, keep_archive: bool = False) -> Path:
     """Download a dataset from its official home into ``root/<folder>`` and verify it.
 
     Idempotent: files already present with the right SHA-256 are kept, so a folder that
     already holds the verified dataset is used as it is, without any network access.
-    Only missing or corrupt files are fetched: the archive (Kvasir-SEG zip) only if
-    one of its files is needed, per-file sources one by one (``workers`` in parallel).
-    Every download is resumable (``.part`` + HTTP ``Range``) and atomic.
+    Only missing or corrupt files are fetched: an archive (Kvasir-SEG's zip, the DSB2018 repository at
+    its pinned commit) in one request when one of its files is needed (up to :data:`FEW_FILES` files that
+    also have their own URLs are fetched one by one instead), per-file sources one by one (``workers`` in
+    parallel). Every download is resumable (``.part`` + HTTP ``Range``), retried with backoff on HTTP 429,
+    5xx and timeouts (:func:`download_file`) and atomic; an archive that turns out corrupt or mismatched
+    is deleted and fetched again once.
 
     Args:
         name: registry key or :class:`DatasetInfo`.
@@ -485,29 +580,15 @@ def download(name: str | DatasetInfo, root: str | os.PathLike | None = None, for
         return folder
     folder.mkdir(parents=True, exist_ok=True)
 
-    if any(info.from_archive(p) for p in needed):
-        assert info.archive is not None
-        fname = PurePosixPath(urllib.parse.urlparse(info.archive).path).name or f"{info.name}.archive"
-        try:
-            arc = download_file(info.archive, folder / ".downloads" / fname, sha256=info.archive_sha256,
-                                force=force, progress=progress, desc=f"{info.name} {fname}")
-        except (urllib.error.URLError, OSError) as e:
-            _remove_empty(folder / ".downloads", folder)
-            raise _network_error(info, root, info.archive, e) from e
-        from_arc = {p: manifest[p] for p in manifest if info.from_archive(p)}
-        try:
-            safe_extract(arc, folder, members=info.archive_members, progress=progress, sha256=from_arc)
-        except (ChecksumError, ValueError):
-            if not keep_archive:   # a corrupt or changed archive is not kept for the next try
-                arc.unlink(missing_ok=True)
-                _remove_empty(arc.parent)
-            raise
-        if not keep_archive:
-            arc.unlink()
-            with contextlib.suppress(OSError):
-                arc.parent.rmdir()
+    archived = [p for p in needed if info.from_archive(p)]
+    one_by_one = [p for p in needed if not info.from_archive(p)]
+    if archived and len(archived) <= FEW_FILES and all(map(info.has_file_url, archived)):
+        one_by_one, archived = needed, []      # a few files with their own URLs: not the whole archive again
+    if archived:
+        _from_archive(info, folder, root, {p: manifest[p] for p in archived},
+                      force=force, progress=progress, keep_archive=keep_archive)
 
-    jobs = info.file_downloads([p for p in needed if not info.from_archive(p)])
+    jobs = info.file_downloads(one_by_one, include_archived=True)
     if jobs:
         def fetch(job: tuple[str, str]) -> Path:
             return download_file(job[0], folder / job[1], sha256=manifest[job[1]], force=force, progress=False)
@@ -518,7 +599,7 @@ def download(name: str | DatasetInfo, root: str | os.PathLike | None = None, for
             for job, fut in zip(jobs, futures):
                 try:
                     fut.result()
-                except (urllib.error.URLError, OSError) as e:
+                except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
                     pool.shutdown(wait=True, cancel_futures=True)
                     _remove_empty(*sorted({(folder / j[1]).parent for j in jobs}, key=lambda p: -len(p.parts)), folder)
                     raise _network_error(info, root, job[0], e) from e

