@@ -155,6 +155,60 @@ def test_train_contender_resumes_from_its_checkpoint_folder(tmp_path):
     np.testing.assert_array_equal(first.scores["dice"], again.scores["dice"])
 
 
+class Disconnect:
+    """The recipe's loss until its ``n``-th call, which raises KeyboardInterrupt (a Colab runtime that goes away)."""
+
+    def __init__(self, n, loss_fn=losses.bce_dice_loss):
+        self.n, self.calls, self.loss_fn = n, 0, loss_fn
+
+    def __call__(self, output, target):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt("runtime disconnected")
+        return self.loss_fn(output, target)
+
+
+def test_a_disconnect_after_an_epoch_resumes_to_the_uninterrupted_numbers(tmp_path):
+    # What a chapter does in Colab with USE_DRIVE: the training cell dies after its first epoch, the cell
+    # is run again with the same checkpoint folder (config.checkpoint_dir), and the run ends with exactly
+    # the scores, history and weights of a run that never stopped: shuffled batches, flips/quarter turns.
+    train, val = Squares(16, seed=0), Squares(6, seed=1)
+    loader = DataLoader(val, batch_size=3)
+    build = functools.partial(UNet, 3, 1, features=2)
+    kw = dict(max_epochs=3, lr=1e-2, batch_size=4, seed=0, device="cpu")       # 4 batches per epoch
+    uninterrupted = compare.train_contender(compare.Contender("U-Net", build, losses.bce_dice_loss), train, loader,
+                                            **kw)
+    disconnect = Disconnect(4 + 2)                                  # the second batch of the second epoch
+    with pytest.raises(KeyboardInterrupt):
+        compare.train_contender(compare.Contender("U-Net", build, disconnect), train, loader, checkpoint_dir=tmp_path,
+                                **kw)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 0   # one finished epoch survived
+    counted = Disconnect(0)                                         # never fires; counts the batches trained
+    resumed = compare.train_contender(compare.Contender("U-Net", build, counted), train, loader,
+                                      checkpoint_dir=tmp_path, **kw)
+    assert counted.calls == 2 * 4                                   # only epochs 1 and 2 were trained again
+    np.testing.assert_array_equal(resumed.scores["dice"], uninterrupted.scores["dice"])
+    assert resumed.history.train_loss == uninterrupted.history.train_loss
+    assert resumed.history.val_dice == uninterrupted.history.val_dice
+    for a, b in zip(uninterrupted.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_checkpoint_of_another_network_is_refused_not_resumed(tmp_path):
+    train, val = Squares(8, seed=0), Squares(4, seed=1)
+    loader = DataLoader(val, batch_size=4)
+    kw = dict(max_epochs=2, lr=1e-2, batch_size=4, seed=0, device="cpu", checkpoint_dir=tmp_path)
+    compare.train_contender(compare.Contender("U-Net", lambda: UNet(3, 1, features=2), losses.bce_dice_loss),
+                            train, loader, **kw)
+    wider = compare.Contender("U-Net", lambda: UNet(3, 1, features=4), losses.bce_dice_loss)
+    with pytest.raises(ValueError, match=r"parameters=\d+, not parameters=\d+.*resume=False") as exc:
+        compare.train_contender(wider, train, loader, **kw)
+    assert str(tmp_path / "last.pt") in str(exc.value)
+    fcn = compare.Contender("FCN-8s", lambda: FCN(3, 1, variant="8s", features=2), losses.bce_dice_loss)
+    with pytest.raises(ValueError, match="network='UNet'.*not network='FCN'"):
+        compare.train_contender(fcn, train, loader, **kw)
+
+
 def test_dice_by_size_averages_each_stratum():
     dice = [0.1, 0.3, 0.5, 0.9]
     fractions = [0.01, 0.03, 0.10, 0.50]          # small, small, medium, large

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 
 import pytest
 import torch
@@ -13,7 +15,8 @@ from unet_lib.models.unet import valid_input_size, valid_output_size
 
 @pytest.fixture
 def no_env(monkeypatch):
-    for var in ("UNET_BOOK_PROFILE", "UNET_BOOK_DATA", "UNET_BOOK_RESULTS", "UNET_BOOK_DEVICE"):
+    for var in ("UNET_BOOK_PROFILE", "UNET_BOOK_DATA", "UNET_BOOK_RESULTS", "UNET_BOOK_CHECKPOINTS",
+                "UNET_BOOK_DEVICE"):
         monkeypatch.delenv(var, raising=False)
     return monkeypatch
 
@@ -144,3 +147,68 @@ def test_setup_turns_on_cudnn_benchmark_for_a_cuda_device_only(no_env, monkeypat
     monkeypatch.setattr(config, "device", lambda: torch.device("cuda"))
     config.setup(0, "smoke")
     assert torch.backends.cudnn.benchmark is True and "cudnn.benchmark" in capsys.readouterr().out
+
+
+# -- checkpoints and Google Drive (Colab) ---------------------------------------------------------
+def test_no_checkpoint_folder_unless_one_is_asked_for(no_env):
+    no_env.delenv("UNET_BOOK_CHECKPOINTS", raising=False)
+    assert config.checkpoint_dir("03_unet_from_scratch", "U-Net") is None
+
+
+def test_checkpoint_folder_per_notebook_profile_and_run(no_env, tmp_path):
+    no_env.setenv("UNET_BOOK_CHECKPOINTS", str(tmp_path / "ckpt"))
+    no_env.setenv("UNET_BOOK_PROFILE", "smoke")
+    folder = config.checkpoint_dir("04_weighted_loss_elastic_aug", "seed 2, elastic (EM)")
+    assert folder == (tmp_path / "ckpt" / "04_weighted_loss_elastic_aug" / "smoke" / "seed_2_elastic_EM").resolve()
+    assert config.checkpoint_dir("07_kvasir_experiments", "UNet++ (DS)", "cpu").parts[-2:] == ("cpu", "UNet++_DS")
+    assert not folder.exists()                         # fit creates it when it writes the first checkpoint
+    with pytest.raises(ValueError, match="run '  '"):
+        config.checkpoint_dir("02_fcn", "  ")
+    (tmp_path / "file").write_text("x")
+    no_env.setenv("UNET_BOOK_CHECKPOINTS", str(tmp_path / "file"))
+    with pytest.raises(NotADirectoryError, match="UNET_BOOK_CHECKPOINTS"):
+        config.checkpoint_dir("02_fcn", "FCN-8s")
+
+
+@pytest.fixture
+def colab(monkeypatch, tmp_path):
+    """A stand-in ``google.colab`` whose ``drive.mount`` records the call and creates ``MyDrive``."""
+    import sys
+    import types
+
+    mounted = []
+
+    def mount(mountpoint, **kwargs):
+        mounted.append(mountpoint)
+        (tmp_path / "drive" / "MyDrive").mkdir(parents=True, exist_ok=True)
+
+    google, colab_module = types.ModuleType("google"), types.ModuleType("google.colab")
+    colab_module.drive = types.SimpleNamespace(mount=mount)
+    google.colab = colab_module
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", colab_module)
+    for var in ("UNET_BOOK_DATA", "UNET_BOOK_RESULTS", "UNET_BOOK_CHECKPOINTS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("UNET_BOOK_DRIVE_MOUNT", str(tmp_path / "drive"))
+    return mounted
+
+
+def test_use_drive_puts_data_results_and_checkpoints_in_drive(colab, tmp_path, capsys):
+    base = config.use_drive()
+    assert colab == [str(tmp_path / "drive")]
+    assert base == tmp_path / "drive" / "MyDrive" / "unet-book"
+    assert config.data_dir() == (base / "data").resolve() and config.results_dir() == (base / "results").resolve()
+    assert config.checkpoint_dir("02_fcn", "FCN-8s", "smoke") == (base / "checkpoints" / "02_fcn" / "smoke" /
+                                                                  "FCN-8s").resolve()
+    assert all((base / sub).is_dir() for sub in ("data", "results", "checkpoints"))
+    assert str(base) in capsys.readouterr().out
+
+
+def test_use_drive_outside_colab_or_unmounted_says_what_to_do(colab, monkeypatch, tmp_path):
+    monkeypatch.setattr(sys.modules["google.colab"].drive, "mount", lambda mountpoint, **kw: None)
+    with pytest.raises(RuntimeError, match="did not mount.*USE_DRIVE = False"):
+        config.use_drive()
+    monkeypatch.setitem(sys.modules, "google.colab", None)          # import fails, as outside Colab
+    with pytest.raises(RuntimeError, match="needs Google Colab.*UNET_BOOK_DATA"):
+        config.use_drive()
+    assert "UNET_BOOK_DATA" not in os.environ

@@ -9,19 +9,26 @@ Environment variables
 ``UNET_BOOK_PROFILE``  ``smoke`` | ``cpu`` | ``full`` | ``rehearsal`` (default: ``full`` with CUDA, else ``cpu``)
 ``UNET_BOOK_DATA``     folder that holds the datasets (default ``./data``)
 ``UNET_BOOK_RESULTS``  folder for ``<notebook>.<profile>.json`` result files (default ``./results``)
+``UNET_BOOK_CHECKPOINTS``  folder for training checkpoints (default: none, trainings are not checkpointed);
+                       with it set, every training of the book resumes from its last finished epoch
 ``UNET_BOOK_DEVICE``   force a device, e.g. ``cpu`` or ``cuda:1``
+``UNET_BOOK_DRIVE_MOUNT``  where :func:`use_drive` mounts Google Drive (default ``/content/drive``)
+
+In Colab, :func:`use_drive` (``USE_DRIVE = True`` in a chapter's first cell) points the data, results
+and checkpoint folders into Google Drive, so that they outlive the runtime.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-__all__ = ["Profile", "PROFILES", "profile", "setup", "data_dir", "results_dir", "device", "checked_device",
-           "repo_root"]
+__all__ = ["Profile", "PROFILES", "profile", "setup", "data_dir", "results_dir", "checkpoint_dir", "use_drive",
+           "device", "checked_device", "repo_root"]
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,75 @@ def results_dir() -> Path:
         NotADirectoryError: it names a file (says which variable to change).
     """
     return _folder("UNET_BOOK_RESULTS", _base() / "results", "results")
+
+
+def checkpoint_dir(notebook: str, run: str, profile_name: str | None = None) -> Path | None:
+    """Folder for one training's checkpoints, or ``None`` (no checkpoints) when ``$UNET_BOOK_CHECKPOINTS`` is unset.
+
+    ``$UNET_BOOK_CHECKPOINTS/<notebook>/<profile>/<run>``: one folder per training, so that a rerun of the
+    chapter after a disconnect resumes each of its trainings (:func:`unet_lib.train.fit`) and a run of another
+    profile never meets this one's checkpoints.
+
+    Args:
+        notebook: the chapter, e.g. ``"03_unet_from_scratch"``.
+        run: the training within it, e.g. ``"U-Net"`` or ``"seed 2, elastic"``; characters other than
+            letters, digits, ``.``, ``+`` and ``-`` become ``_`` in the folder name.
+        profile_name: default the active profile (``$UNET_BOOK_PROFILE``).
+
+    Raises:
+        ValueError: an empty ``notebook`` or ``run``.
+        NotADirectoryError: ``$UNET_BOOK_CHECKPOINTS`` names a file.
+    """
+    if not os.environ.get("UNET_BOOK_CHECKPOINTS"):
+        return None
+    parts = []
+    for what, value in (("notebook", notebook), ("run", run)):
+        slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", str(value)).strip("_.")
+        if not slug:
+            raise ValueError(f"checkpoint_dir: {what} {value!r} gives an empty folder name; name it with letters or "
+                             "digits")
+        parts.append(slug)
+    base = _folder("UNET_BOOK_CHECKPOINTS", _base() / "checkpoints", "checkpoints")
+    return base / parts[0] / profile(profile_name).name / parts[1]
+
+
+def use_drive(folder: str = "unet-book", mount_point: str | None = None) -> Path:
+    """Mount Google Drive in Colab and keep the book's data, results and checkpoints there.
+
+    Sets ``UNET_BOOK_DATA``, ``UNET_BOOK_RESULTS`` and ``UNET_BOOK_CHECKPOINTS`` to ``data/``, ``results/``
+    and ``checkpoints/`` under ``MyDrive/<folder>``: the next chapter finds the datasets, chapter 07 finds
+    the other chapters' results, and a training interrupted by a disconnect resumes when its cell is run
+    again. Call it before :func:`setup` (the chapters' first cell does, when ``USE_DRIVE = True``).
+
+    Args:
+        folder: the folder in ``MyDrive``.
+        mount_point: where to mount Drive; default ``$UNET_BOOK_DRIVE_MOUNT``, else ``/content/drive``.
+
+    Returns:
+        ``MyDrive/<folder>``.
+
+    Raises:
+        RuntimeError: not in Colab (no ``google.colab``), or Drive did not mount; says what to set instead.
+    """
+    mount = Path(mount_point or os.environ.get("UNET_BOOK_DRIVE_MOUNT") or "/content/drive")
+    try:
+        from google.colab import drive
+    except ImportError:
+        raise RuntimeError("USE_DRIVE = True needs Google Colab (google.colab.drive is not importable here): "
+                           "set it to False, and outside Colab point UNET_BOOK_DATA, UNET_BOOK_RESULTS and "
+                           "UNET_BOOK_CHECKPOINTS at folders of your choice") from None
+    drive.mount(str(mount))
+    mine = mount / "MyDrive"
+    if not mine.is_dir():
+        raise RuntimeError(f"Google Drive did not mount at {mount} ({mine} does not exist): run the cell again and "
+                           "allow access, or set USE_DRIVE = False to keep everything in this runtime")
+    base = mine / folder
+    for variable, sub in (("UNET_BOOK_DATA", "data"), ("UNET_BOOK_RESULTS", "results"),
+                          ("UNET_BOOK_CHECKPOINTS", "checkpoints")):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+        os.environ[variable] = str(base / sub)
+    print(f"Google Drive: data, results and checkpoints in {base}")
+    return base
 
 
 def checked_device(spec: str | torch.device, source: str = "device") -> torch.device:

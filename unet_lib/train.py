@@ -325,8 +325,9 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
             the validation Dice improves; with ``resume=True`` a ``last.pt`` found there is loaded
             and training continues from the next epoch, exactly as if it had not stopped (model,
             optimiser, scheduler, scaler and every random state are restored, see
-            :mod:`unet_lib.checkpoints`). Resuming under other settings (epochs, batches per epoch,
-            batch size, lr, schedule, weight decay, gradient clipping) is refused before training.
+            :mod:`unet_lib.checkpoints`). Resuming with another network (its class or parameter count)
+            or other settings (epochs, batches per epoch, batch size, lr, schedule, weight
+            decay, gradient clipping) is refused before training.
         amp: mixed precision; default on for CUDA, off elsewhere.
         amp_dtype: the autocast dtype when ``amp`` is on: ``torch.float16`` or ``torch.bfloat16``; default
             float16 on CUDA, bfloat16 elsewhere (CPU autocast). Gradients are scaled (``GradScaler``)
@@ -369,7 +370,9 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16 and device.type == "cuda")
     history, start = History(), 0
-    config = {"max_epochs": int(max_epochs), "steps_per_epoch": steps_per_epoch,
+    # what the run trains and how: a last.pt written for another network or budget is refused
+    config = {"network": type(model).__name__, "parameters": sum(t.numel() for t in model.parameters()),
+              "max_epochs": int(max_epochs), "steps_per_epoch": steps_per_epoch,
               "batch_size": getattr(train_loader, "batch_size", None), "lr": float(lr), "schedule": schedule,
               "weight_decay": float(weight_decay), "grad_clip": grad_clip}
 
@@ -392,6 +395,8 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
             scaler.load_state_dict(state["scaler"])
         history = History.from_dict(state["history"])
         start = int(state["epoch"]) + 1
+        print(f"resumed from {last}: {start} of {max_epochs} epochs were done"
+              + ("" if start < max_epochs else ", nothing left to train"))
         if "random_state" in state:
             restore_random_state(state["random_state"], train_loader, last)
 
