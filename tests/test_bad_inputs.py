@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import tarfile
 import warnings
 import zipfile
@@ -1064,6 +1065,14 @@ CONFIG_CASES = cases(
     ("results-dir-is-a-file", lambda c: (_env(c, UNET_BOOK_RESULTS=str(_write(c.tmp / "f", b"x"))),
                                          results.save_results("x", {}, seed=0, wall_time_s=0)),
      raises(NotADirectoryError, "UNET_BOOK_RESULTS=")),
+    ("checkpoints-dir-is-a-file", lambda c: (_env(c, UNET_BOOK_CHECKPOINTS=str(_write(c.tmp / "f", b"x"))),
+                                             config.checkpoint_dir("02_fcn", "FCN-8s")),
+     raises(NotADirectoryError, "UNET_BOOK_CHECKPOINTS=", "points at the file")),
+    ("checkpoints-run-without-a-name", lambda c: (_env(c, UNET_BOOK_CHECKPOINTS=str(c.tmp)),
+                                                  config.checkpoint_dir("02_fcn", "()")),
+     raises(ValueError, "run '()'", "empty folder name")),
+    ("use-drive-outside-colab", lambda c: (c.mp.setitem(sys.modules, "google.colab", None), config.use_drive()),
+     raises(RuntimeError, "needs Google Colab", "USE_DRIVE", "UNET_BOOK_DATA")),
     ("profile-unknown", lambda c: (_env(c, UNET_BOOK_PROFILE="fast"), config.profile()),
      raises(ValueError, "'fast'", "UNET_BOOK_PROFILE", "smoke")),
     ("profile-spaces-and-capitals", lambda c: (_env(c, UNET_BOOK_PROFILE=" Smoke "), config.profile().name == "smoke")

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from unet_lib import compare, losses, metrics
+from unet_lib.checkpoints import CheckpointError
 from unet_lib.data import RandomCrops
 from unet_lib.measure import count_macs
 from unet_lib.models import FCN, UNet, UNet3Plus, UNetPlusPlus, count_parameters
@@ -201,11 +202,12 @@ def test_a_checkpoint_of_another_network_is_refused_not_resumed(tmp_path):
     compare.train_contender(compare.Contender("U-Net", lambda: UNet(3, 1, features=2), losses.bce_dice_loss),
                             train, loader, **kw)
     wider = compare.Contender("U-Net", lambda: UNet(3, 1, features=4), losses.bce_dice_loss)
-    with pytest.raises(ValueError, match=r"parameters=\d+, not parameters=\d+.*resume=False") as exc:
+    with pytest.raises(CheckpointError, match=r"another network \(UNet with [\d,]+ parameters, not UNet with "
+                                              r"[\d,]+ parameters\).*resume=False") as exc:
         compare.train_contender(wider, train, loader, **kw)
     assert str(tmp_path / "last.pt") in str(exc.value)
     fcn = compare.Contender("FCN-8s", lambda: FCN(3, 1, variant="8s", features=2), losses.bce_dice_loss)
-    with pytest.raises(ValueError, match="network='UNet'.*not network='FCN'"):
+    with pytest.raises(CheckpointError, match=r"another network \(UNet with [\d,]+ parameters, not FCN with"):
         compare.train_contender(fcn, train, loader, **kw)
 
 

@@ -225,7 +225,8 @@ def check_resume(path: str | os.PathLike, state: Mapping[str, Any], config: Mapp
         config: the settings of the run about to start, ``{name: value}``.
 
     Raises:
-        CheckpointError: ``state`` lacks what resuming needs (e.g. a ``best.pt`` copied to ``last.pt``).
+        CheckpointError: ``state`` lacks what resuming needs (e.g. a ``best.pt`` copied to ``last.pt``), or
+            it was written for another network (``config["network"]``, ``config["parameters"]``).
         ValueError: a setting differs; names the file, the setting and both values.
     """
     missing = [k for k in RESUME_KEYS if k not in state]
@@ -235,6 +236,13 @@ def check_resume(path: str | os.PathLike, state: Mapping[str, Any], config: Mapp
     saved = dict(state.get("config") or {})
     if "max_epochs" in state:
         saved.setdefault("max_epochs", state["max_epochs"])
+    network = [k for k in ("network", "parameters") if k in saved and k in config and saved[k] != config[k]]
+    if network:
+        def described(c):
+            return f"{c.get('network', 'a network')} with {c['parameters']:,} parameters" if "parameters" in c \
+                else str(c.get("network"))
+        raise CheckpointError(f"{path} belongs to another network ({described(saved)}, not {described(config)}): "
+                              f"build the same network to resume it, or {_START_AFRESH}")
     # the settings a user chooses first (batch_size before the steps per epoch it implies)
     order = sorted(config, key=lambda k: (k == "steps_per_epoch", list(config).index(k)))
     differ = [name for name in order if name in saved and not _same(saved[name], config[name])]
