@@ -275,13 +275,13 @@ def full_setups(p: config.Profile | None = None) -> list[Setup]:
     w04, b04, dsb_steps = max(2, p.features // 2), max(2, p.batch_size // 2), min(25 * p.max_epochs, 600)
     out.append(Setup("04", f"U-Net DSB (w{w04}, weight map)", lambda: UNet(1, 2, features=w04),
                      losses.weighted_cross_entropy, "weighted", 1, size, size, b04, dsb_steps, 3 * seeds, 10, size,
-                     "dsb", 0))
+                     "dsb", p.num_workers))          # the chapter's crops are made in DataLoader workers
     em_w, em_crop = min(p.em_features, 32), 16 * math.ceil(p.em_tile / 16)
     em_b, em_s = max(2, p.batch_size // 4), min(2 * p.em_steps, 800)
     for arm, data in (("no elastic", "em_crop"), ("elastic", "em_elastic")):
         out.append(Setup("04", f"U-Net EM {arm} (w{em_w})", lambda: UNet(1, 2, features=em_w),
                          losses.weighted_cross_entropy, "classes", 1, em_crop, em_crop, em_b, em_s, seeds, 13, 512,
-                         data, 0))
+                         data, p.num_workers))   # the deformations too, while the GPU trains
     # 05: three networks x seeds, EPOCHS = max_epochs // 3, widths (w, 2w, .., 16w) with w = features // 2
     f05 = tuple(k * max(2, p.features // 2) for k in (1, 2, 4, 8, 16))
     e05 = max(1, p.max_epochs // 3)
