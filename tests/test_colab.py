@@ -142,6 +142,7 @@ def test_chapter_alone_in_colab_with_drive_installs_persists_and_resumes(colab, 
     results = drive / "unet-book" / "results" / "02_fcn.smoke.json"
     assert results.exists(), "the results went to Drive"
     first = json.loads(results.read_text())
+    assert first["provenance"]["git_commit"] == _git_head(), "the results name the commit pip installed"
     checkpoints = drive / "unet-book" / "checkpoints" / "02_fcn" / "smoke"
     trainings = sorted(last.parent.name for last in checkpoints.glob("*/last.pt"))
     assert trainings == sorted(["FCN-32s", "FCN-16s", "FCN-8s", "U-Net"]), trainings

@@ -93,6 +93,22 @@ def test_git_commit_outside_git(monkeypatch, tmp_path):
     assert git_commit() == "unknown"
 
 
+@pytest.mark.parametrize("direct_url, expected", [
+    ('{"url": "https://github.com/u/b", "vcs_info": {"vcs": "git", "commit_id": "' + "ab" * 20 + '"}}', "ab" * 20),
+    ('{"url": "file:///tmp/unet_lib-0.1.0-py3-none-any.whl", "archive_info": {}}', "unknown"),
+    (None, "unknown")], ids=["git", "wheel", "index"])
+def test_git_commit_of_a_pip_install_from_git(monkeypatch, tmp_path, direct_url, expected):
+    # Colab: no checkout, unet_lib installed by the setup cell with pip from git+<url>; PEP 610 names the commit
+    class Installed:
+        def read_text(self, name):
+            assert name == "direct_url.json"
+            return direct_url
+
+    monkeypatch.setattr(results, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(results.importlib.metadata, "distribution", lambda name: Installed())
+    assert git_commit() == expected
+
+
 def test_provenance_cpu_device_names_threads():
     prov = provenance(seed=1, wall_time_s=None, p=PROFILES["smoke"], device="cpu")
     assert prov["profile"] == "smoke" and "CPU" in prov["device"] and "threads" in prov["device"]

@@ -6,6 +6,7 @@ and anyone checking a claim read the same file.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import os
@@ -28,9 +29,13 @@ KVASIR_DICE = "Kvasir-SEG validation Dice (mean per image)"
 
 
 def git_commit() -> str:
-    """The repository's commit (``+dirty`` if the tree has changes), or ``"unknown"`` outside git."""
+    """The commit that made this run: the checkout's (``+dirty`` if its tree has changes); for a package
+    installed with pip from a git URL (Colab), the commit pip installed (its ``direct_url.json``, PEP 610);
+    else ``"unknown"``."""
+    root = repo_root()
+    if not (root / "_config.yml").exists():
+        return installed_commit()
     try:
-        root = repo_root()
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10).stdout.strip()
         if not sha:
@@ -40,6 +45,17 @@ def git_commit() -> str:
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def installed_commit() -> str:
+    """The commit that pip installed ``unet_lib`` from (``pip install "unet_lib @ git+<url>"``), or ``"unknown"``
+    (installed from a folder, a wheel or an index)."""
+    try:
+        text = importlib.metadata.distribution("unet_lib").read_text("direct_url.json")
+        commit = json.loads(text)["vcs_info"]["commit_id"] if text else None
+    except (importlib.metadata.PackageNotFoundError, KeyError, TypeError, ValueError):
+        commit = None
+    return commit if isinstance(commit, str) and commit else "unknown"
 
 
 def device_name(device: torch.device | str | None = None) -> str:
