@@ -138,7 +138,8 @@ def test_chapter_alone_in_colab_with_drive_installs_persists_and_resumes(colab, 
     assert outcome["failed"] is None, outcome["failed"] and outcome["failed"]["error"][-3000:]
     setup = text_of(nb.cells[1])
     assert "Mounted at" in setup and "Google Drive: data, results and checkpoints in" in setup
-    assert f"unet_lib 0.1.0 from {colab['site'] / 'unet_lib'}" in setup, setup   # the installed copy, not a checkout
+    assert f"unet_lib 0.1.0, installed from unet_lib @ git+file://{ROOT}" in setup, setup
+    assert (colab["site"] / "unet_lib" / "manifests").is_dir(), "pip installed a copy (with its data files)"
     results = drive / "unet-book" / "results" / "02_fcn.smoke.json"
     assert results.exists(), "the results went to Drive"
     first = json.loads(results.read_text())
