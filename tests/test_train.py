@@ -497,3 +497,21 @@ def test_unreadable_or_foreign_last_pt_is_a_checkpoint_error(tmp_path, content):
     h = fit(tiny_unet(), loader(images, masks, 4), loss_fn=bce_loss, max_epochs=1, lr=1e-2, device=CPU,
             progress=False, checkpoint_dir=tmp_path, resume=False)
     assert h.epoch == [0] and load_checkpoint(last)["epoch"] == 0
+
+
+def test_channels_last_trains_the_same_network_in_another_layout():
+    # a speed setting: the same steps on the same batches, the weights laid out channels-last (float
+    # rounding may differ in the last bits: the convolutions sum in another order)
+    images, masks = random_data(8, 32)
+    runs = {}
+    for layout in (False, True):
+        seed_everything(0)
+        model = tiny_unet()
+        runs[layout] = (model, fit(model, loader(images, masks, 4), loss_fn=bce_loss, max_epochs=2, lr=1e-2,
+                                   device=CPU, progress=False, channels_last=layout))
+    (plain, h_plain), (last, h_last) = runs[False], runs[True]
+    conv = next(m for m in last.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    np.testing.assert_allclose(h_last.train_loss, h_plain.train_loss, rtol=1e-4)
+    for a, b in zip(plain.state_dict().values(), last.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)

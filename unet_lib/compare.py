@@ -128,7 +128,8 @@ def train_contender(contender: Contender, train_set: Dataset, val_loader: DataLo
                     max_epochs: int, lr: float, batch_size: int, seed: int = 0,
                     device: torch.device | str | None = None, num_workers: int = 0,
                     transform: Callable | str | None = FLIP_ROTATE, drop_last: bool = False,
-                    checkpoint_dir: str | Path | None = None, resume: bool = True, progress: bool = False) -> Run:
+                    checkpoint_dir: str | Path | None = None, resume: bool = True, progress: bool = False,
+                    channels_last: bool = False) -> Run:
     """Train one network with the book's recipe and score its final weights per validation image.
 
     This is the one training recipe of the book: every chapter that trains a network calls it, so a
@@ -156,6 +157,8 @@ def train_contender(contender: Contender, train_set: Dataset, val_loader: DataLo
             Dice; with ``resume=True`` a run interrupted there continues from its last finished epoch.
         resume: see ``checkpoint_dir``.
         progress: show a progress bar over the epochs.
+        channels_last: train in the channels-last memory format, a speed setting that leaves the
+            recipe as it is (:func:`unet_lib.train.fit`).
 
     Returns:
         The :class:`Run`.
@@ -176,7 +179,7 @@ def train_contender(contender: Contender, train_set: Dataset, val_loader: DataLo
                         pin_memory=device.type == "cuda")
     history = fit(model, loader, val_loader, loss_fn=contender.loss_fn, max_epochs=max_epochs, lr=lr,
                   schedule="onecycle", device=device, output_fn=contender.output_fn, checkpoint_dir=checkpoint_dir,
-                  resume=resume, progress=progress)
+                  resume=resume, progress=progress, channels_last=channels_last)
     net = deployed(model)
     scores = evaluate(net, val_loader) if val_loader is not None else {}
     image = next(iter(val_loader if val_loader is not None else loader))[0][:1]   # (1, C, H, W)

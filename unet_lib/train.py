@@ -308,7 +308,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
         device: torch.device | str | None = None, checkpoint_dir: str | Path | None = None,
         resume: bool = True, amp: bool | None = None, output_fn: Callable | None = None,
         grad_clip: float | None = None, progress: bool = True, check_targets: bool = True,
-        amp_dtype: torch.dtype | None = None) -> History:
+        amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> History:
     """Train ``model`` and return its :class:`History`.
 
     Args:
@@ -340,6 +340,10 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
             target holds only 0 and 1, with several it holds class indices the network has channels
             for, and every extra tensor (weight map, image label) is finite and >= 0. ``False``
             allows soft targets.
+        channels_last: train in the channels-last memory format (the model's weights and every 4-D
+            image batch): the same computation, laid out so that some networks run faster (on 2 CPU
+            cores 0.65-0.85 of the step time for UNet 3+, the 2015 U-Net and U-Net at width 16, but
+            1.05-1.13 for FCN and U-Net at width 8-10: ``benchmarks/train_throughput.py``).
 
     Returns:
         The :class:`History` (also stored in the checkpoints).
@@ -359,6 +363,8 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
         _check_loader(val_loader, "val_loader")
     device = checked_device(device, f"fit(device={device!r})") if device is not None else default_device()
     model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     amp = (device.type == "cuda") if amp is None else amp
     amp_dtype = _amp_dtype(device, amp_dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -411,6 +417,8 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
         for step, batch in enumerate(train_loader):
             images, target, *extra = [b.to(device, non_blocking=True) if torch.is_tensor(b) else b
                                       for b in _unpack(batch, "fit")]
+            if channels_last and images.dim() == 4:
+                images = images.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 output = model(images)
