@@ -49,8 +49,10 @@ def contenders(chapter: str, p: config.Profile) -> tuple[list[Contender], bool]:
         f = tuple(k * w for k in (1, 2, 4, 8, 16))
         return [Contender("FCN-8s", lambda: FCN(3, 1, "8s", features=w), losses.bce_dice_loss),
                 Contender("U-Net", lambda: UNet(3, 1, features=w), losses.bce_dice_loss),
-                Contender("UNet++ (DS)", lambda: UNetPlusPlus(3, 1, features=f, deep_supervision=True), ds),
-                Contender("UNet 3+ (DS)", lambda: UNet3Plus(3, 1, features=f, deep_supervision=True), ds)], True
+                Contender("UNet++ (DS)", lambda: UNetPlusPlus(3, 1, features=f, deep_supervision=True), ds,
+                          output_fn=lambda outs: outs[-1]),                       # head X^{0,4}, as chapter 07
+                Contender("UNet 3+ (DS)", lambda: UNet3Plus(3, 1, features=f, deep_supervision=True), ds,
+                          output_fn=lambda outs: outs[0])], True                  # head d1
     raise SystemExit(f"chapter {chapter}: only 03 and 07 are set up here")
 
 
