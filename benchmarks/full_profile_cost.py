@@ -291,10 +291,10 @@ def full_setups(p: config.Profile | None = None) -> list[Setup]:
            e05, runs=seeds)
     kvasir("05", f"UNet++ DS {f05[0]}..{f05[-1]}", lambda: UNetPlusPlus(3, 1, features=f05, deep_supervision=True),
            _ds(losses.bce_dice_loss), e05, runs=seeds)
-    # 06: four UNet 3+ variants, widths from features // 4, EPOCHS = max_epochs // 4, BATCH = batch // 2,
+    # 06: four UNet 3+ variants, widths from features // 4, EPOCHS = max_epochs // 3, BATCH = batch // 2,
     # drop_last; the CGM variant also trains on a polyp-free and a polyp crop of every 4th image (at most)
     f06 = tuple(k * max(2, p.features // 4) for k in (1, 2, 4, 8, 16))
-    e06, b06 = max(1, p.max_epochs // 4), max(4, p.batch_size // 2)
+    e06, b06 = max(1, p.max_epochs // 3), max(4, p.batch_size // 2)
     for name, ds, seg, cgm in (("UNet 3+", False, losses.bce_dice_loss, False),
                                ("+ deep sup.", True, losses.bce_dice_loss, False),
                                ("+ hybrid loss", True, losses.hybrid_loss, False),
