@@ -192,6 +192,11 @@ def t4_minutes(flops: float, mode: str = "amp", utilisation: float = UTILISATION
 # --------------------------------------------------------------------------------------------------
 # The full profile's training setups, as the chapters define them
 # --------------------------------------------------------------------------------------------------
+#: the chapters that pass ``channels_last=True`` to ``train_contender`` (chosen with benchmarks/train_throughput.py;
+#: tests/test_cost.py checks the notebooks against it)
+CHANNELS_LAST_CHAPTERS = frozenset({"03", "06", "07"})
+
+
 @dataclass
 class Setup:
     """One training setup of a chapter in the ``full`` profile.
@@ -218,6 +223,7 @@ class Setup:
     data: str            # key of DATA_ITEMS: the per-item CPU work of its dataset
     workers: int
     cost: dict = field(default_factory=dict)
+    channels_last: bool = False   # the chapter trains it in the channels-last memory format
 
     def make_batch(self, batch: int | None = None, size: int | None = None) -> tuple[torch.Tensor, ...]:
         """A real batch of this setup's shapes and kinds (random images, a square object in the masks)."""
@@ -270,7 +276,7 @@ def full_setups(p: config.Profile | None = None) -> list[Setup]:
                      losses.weighted_cross_entropy, "classes", 1, em_tile + 184, em_tile, em_batch,
                      em_steps // min(4, em_steps) * min(4, em_steps), 1, 4 * em_batch * 5, em_tile + 184, "em_tile", 0))
     kvasir("03", f"U-Net BN (w{p.features})", lambda: UNet(3, 1, features=p.features), losses.bce_dice_loss,
-           p.max_epochs)
+           min(2 * p.max_epochs, 60))                  # MAX_EPOCHS: 24 cpu, 60 full
     # 04: DSB nuclei (3 arms x seeds, weight maps) and EM crops (2 arms x seeds, half of them elastic)
     w04, b04, dsb_steps = max(2, p.features // 2), max(2, p.batch_size // 2), min(25 * p.max_epochs, 600)
     out.append(Setup("04", f"U-Net DSB (w{w04}, weight map)", lambda: UNet(1, 2, features=w04),
@@ -306,16 +312,18 @@ def full_setups(p: config.Profile | None = None) -> list[Setup]:
                kind="cgm" if cgm else "mask", data="cgm" if cgm else "crops_rgb", steps_per_epoch=n // b06)
     for s in out[-4:]:
         s.workers = 0                         # the chapter's RandomCrops sets use train_contender's default
-    # 07: four networks, one seed, EPOCHS = min(max_epochs // 2, 20), widths from features // 2
+    # 07: four networks, one seed, EPOCHS = min(max_epochs, 20), widths from features // 2
     w07 = max(2, p.features // 2)
     f07 = tuple(k * w07 for k in (1, 2, 4, 8, 16))
-    e07 = max(1, min(p.max_epochs // 2, 20))
+    e07 = max(1, min(p.max_epochs, 20))
     kvasir("07", f"FCN-8s (w{w07})", lambda: FCN(3, 1, "8s", features=w07), losses.bce_dice_loss, e07)
     kvasir("07", f"U-Net (w{w07})", lambda: UNet(3, 1, features=w07), losses.bce_dice_loss, e07)
     kvasir("07", f"UNet++ DS {f07[0]}..{f07[-1]}", lambda: UNetPlusPlus(3, 1, features=f07, deep_supervision=True),
            _ds(losses.bce_dice_loss), e07)
     kvasir("07", f"UNet 3+ DS {f07[0]}..{f07[-1]}", lambda: UNet3Plus(3, 1, features=f07, deep_supervision=True),
            _ds(losses.bce_dice_loss), e07)
+    for s in out:
+        s.channels_last = s.chapter in CHANNELS_LAST_CHAPTERS
     return out
 
 

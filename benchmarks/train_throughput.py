@@ -1,19 +1,21 @@
 """Training throughput of the book's trainings on this machine, as ratios (issue #15).
 
 For every training setup of a profile (default ``cpu``: what the rendered book is built with), one real
-training step (forward, loss, backward, Adam) is timed at the profile's batch and image size, and reported as
+training step (forward, loss, backward, Adam) is timed at the profile's batch and image size, **before**
+(contiguous tensors, the code before issue #15) and **after** (the memory layout the chapter now trains in,
+``channels_last`` for chapters 03, 06 and 07: ``full_profile_cost.CHANNELS_LAST_CHAPTERS``), and reported as
 
-* images per second,
-* achieved GFLOP/s (``torch.utils.flop_counter`` FLOPs of the step over its measured time),
-* its ratio to this machine's **ceiling**, measured in the same process at the same thread count: the
-  forward and backward of one large convolution (64 -> 64 channels, 3x3, batch 16 at the profile's
-  image size), the best rate these cores reach in float32,
-* the share of an epoch spent **outside the training steps**: validation (forward passes and scores of
-  the validation images after every epoch) and data (making the training items in the training process;
-  none when DataLoader workers make them), from measured per-item and per-image times,
-* with ``--variants``, the ratio of other step variants to today's step, timed interleaved in the same run
-  (``channels_last`` memory format; ``torch.compile``, with its compile time against the training's
-  length).
+* images per second and achieved GFLOP/s of the chapter's step (``torch.utils.flop_counter`` FLOPs of the
+  step over its measured time),
+* the ratio of both steps to this machine's **ceiling**, measured in the same process at the same thread
+  count: the forward and backward of one large convolution (64 -> 64 channels, 3x3, batch 16 at the
+  profile's image size), the best rate these cores reach in float32, and the ratio after / before,
+* the share of a training spent **outside its steps**: validation (forward passes and scores of the
+  validation images after every epoch) and data (making the training items in the training process; none
+  when DataLoader workers make them), from measured per-item and per-image times,
+* with ``--variants``, the ratio of other step variants to the step before, timed interleaved in the same
+  run (``channels_last`` everywhere; ``torch.compile``, with its compile time to weigh against the
+  training's length).
 
 Times are the median of interleaved repeats after warm-up; the numbers to compare are the ratios, not the
 seconds (machines differ; a second job on the same cores stalls the threads).
@@ -45,7 +47,7 @@ import full_profile_cost as cost  # noqa: E402  (the chapters' training setups, 
 from unet_lib import config  # noqa: E402
 from unet_lib.compare import deployed  # noqa: E402
 
-VARIANTS = ("today", "channels_last", "compile")
+VARIANTS = ("channels_last", "compile")
 
 
 def _flops(fn: Callable[[], None]) -> int:
@@ -80,8 +82,9 @@ def ceiling(size: int, batch: int = 16, channels: int = 64, repeats: int = 5) ->
     return flops / _median_times({"conv": step}, repeats)["conv"]
 
 
-def train_step(setup: cost.Setup, variant: str = "today") -> tuple[Callable[[], None], nn.Module]:
-    """One training step of ``setup`` as ``fit`` runs it (Adam; ``variant`` changes the memory format or compiles)."""
+def train_step(setup: cost.Setup, variant: str = "before") -> tuple[Callable[[], None], nn.Module]:
+    """One training step of ``setup`` as ``fit`` runs it (Adam); ``variant`` ``"channels_last"`` changes the memory
+    format, ``"compile"`` compiles the network, anything else keeps contiguous tensors."""
     torch.manual_seed(0)
     model = setup.build()
     model.train()
@@ -120,48 +123,54 @@ def validation_seconds(setup: cost.Setup, model: nn.Module, scoring: dict[str, f
 
 
 def measure(p: config.Profile, chapters: set[str] | None, variants: tuple[str, ...], repeats: int) -> dict:
+    """Every setup's step before (contiguous, the code before issue #15) and after (the chapter's own layout),
+    and each of ``variants``, timed interleaved; FLOPs, ceiling ratios and the share outside the steps."""
     setups = [s for s in cost.full_setups(p) if chapters is None or s.chapter in chapters]
     items = cost.data_item_seconds(p)
     scoring = cost.scoring_seconds(p.image_size)
     peak = ceiling(p.image_size)
     rows = []
     for s in setups:
-        step_today, model = train_step(s)
-        steps, compile_s = {"today": step_today}, None
-        for v in variants[1:]:
+        step_before, model = train_step(s)
+        steps, compile_s = {"before": step_before}, None
+        for v in {"channels_last"} if s.channels_last else set():
+            steps[v], _ = train_step(s, v)
+        for v in variants:
             t0 = time.perf_counter()
             steps[v], _ = train_step(s, v)
             if v == "compile":
                 steps[v]()                                    # the first call compiles
                 compile_s = time.perf_counter() - t0
-        flops = _flops(step_today)
+        flops = _flops(step_before)
         t = _median_times(steps, repeats)
-        # one training: its steps, the items made in the training process, its validation
-        steps_s = s.steps * t["today"]
+        after = t["channels_last"] if s.channels_last else t["before"]
+        # one training as the chapter runs it: its steps, the items made in the training process, its validation
+        steps_s = s.steps * after
         data_s = s.steps * s.batch * (items.get(s.data, 0.0) if s.workers == 0 else 0.0)
         val_s = validation_seconds(s, model, scoring)
         total = steps_s + data_s + val_s
         row = {"chapter": s.chapter, "setup": s.name, "batch": s.batch, "px": s.size, "gflop_step": flops / 1e9,
-               "step_s": t["today"], "images_s": s.batch / t["today"], "gflops": flops / t["today"] / 1e9,
-               "of_ceiling": flops / t["today"] / peak, "outside": (data_s + val_s) / total, "val_share": val_s / total,
-               "training_min": total * s.runs / 60, "ratios": {v: t[v] / t["today"] for v in variants if v != "today"},
-               "compile_s": compile_s}
+               "layout": "channels_last" if s.channels_last else "contiguous", "images_s": s.batch / after,
+               "before_of_ceiling": flops / t["before"] / peak, "after_of_ceiling": flops / after / peak,
+               "after_over_before": after / t["before"], "gflops": flops / after / 1e9,
+               "outside": (data_s + val_s) / total, "val_share": val_s / total, "training_min": total * s.runs / 60,
+               "ratios": {v: t[v] / t["before"] for v in variants}, "compile_s": compile_s}
         rows.append(row)
         print(f"  {s.chapter} {s.name}: {row['images_s']:.0f} img/s, {row['gflops']:.0f} GFLOP/s "
-              f"({row['of_ceiling']:.2f} of the ceiling)", file=sys.stderr, flush=True)
+              f"({row['after_of_ceiling']:.2f} of the ceiling)", file=sys.stderr, flush=True)
     return {"ceiling_gflops": peak / 1e9, "rows": rows, "threads": torch.get_num_threads()}
 
 
 def table(result: dict, variants: tuple[str, ...]) -> str:
-    others = [v for v in variants if v != "today"]
-    head = ["ch", "setup", "batch x px", "GFLOP/step", "images/s", "GFLOP/s", "of ceiling",
-            "outside steps (val)", "training min"] + [f"{v} / today" for v in others]
+    head = ["ch", "setup", "batch x px", "GFLOP/step", "layout", "images/s", "GFLOP/s", "of ceiling, before -> after",
+            "step after / before", "outside steps (val)", "training min"] + [f"{v} / before" for v in variants]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["rows"]:
-        cells = [r["chapter"], r["setup"], f"{r['batch']} x {r['px']}", f"{r['gflop_step']:.1f}",
-                 f"{r['images_s']:.0f}", f"{r['gflops']:.0f}", f"{r['of_ceiling']:.2f}",
+        cells = [r["chapter"], r["setup"], f"{r['batch']} x {r['px']}", f"{r['gflop_step']:.1f}", r["layout"],
+                 f"{r['images_s']:.0f}", f"{r['gflops']:.0f}",
+                 f"{r['before_of_ceiling']:.2f} -> {r['after_of_ceiling']:.2f}", f"{r['after_over_before']:.2f}",
                  f"{r['outside']:.0%} ({r['val_share']:.0%})", f"{r['training_min']:.1f}"]
-        for v in others:
+        for v in variants:
             extra = f" (compiles in {r['compile_s']:.0f} s)" if v == "compile" and r["compile_s"] else ""
             cells.append(f"{r['ratios'][v]:.2f}{extra}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -172,13 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="cpu", help="the profile whose trainings to time (default cpu)")
     ap.add_argument("--chapter", action="append", help="only these chapters (02..07); repeatable")
-    ap.add_argument("--variants", default="", help=f"comma-separated, from {VARIANTS[1:]}")
+    ap.add_argument("--variants", default="", help=f"comma-separated, from {VARIANTS}")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
-    variants = ("today",) + tuple(v for v in args.variants.split(",") if v)
+    variants = tuple(v for v in args.variants.split(",") if v)
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        ap.error(f"unknown variant(s) {unknown}: choose from {VARIANTS[1:]}")
+        ap.error(f"unknown variant(s) {unknown}: choose from {VARIANTS}")
     p = config.profile(args.profile)
     t0 = time.perf_counter()
     result = measure(p, set(args.chapter) if args.chapter else None, variants, args.repeats)

@@ -5,7 +5,15 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.full_profile_cost import GIB, StepCost, full_setups, peak_bytes, step_cost, t4_minutes
+from benchmarks.full_profile_cost import (
+    CHANNELS_LAST_CHAPTERS,
+    GIB,
+    StepCost,
+    full_setups,
+    peak_bytes,
+    step_cost,
+    t4_minutes,
+)
 from unet_lib import config, losses
 from unet_lib.models import UNet
 
@@ -57,3 +65,18 @@ def test_full_setups_follow_the_profile():
     em = next(s for s in setups if "2015" in s.name)
     assert (em.size, em.out_size, em.batch) == (572, 388, 1)
     assert GIB == 2 ** 30
+
+
+def test_the_chapters_train_channels_last_where_the_benchmarks_say():
+    import nbformat
+
+    from unet_lib.config import repo_root
+
+    for path in sorted((repo_root() / "notebooks").glob("0[2-7]_*.ipynb")):
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        uses = "channels_last=True" in code
+        assert uses == (path.name[:2] in CHANNELS_LAST_CHAPTERS), \
+            f"{path.name}: channels_last={uses} disagrees with CHANNELS_LAST_CHAPTERS"
+        if uses:
+            assert code.count("channels_last=True") == code.count("compare.train_contender("), path.name
+    assert all(s.channels_last == (s.chapter in CHANNELS_LAST_CHAPTERS) for s in full_setups())

@@ -1,9 +1,8 @@
 """The chapter 02 checkers accept the reference answers and reject typical mistakes."""
 import numpy as np
-import pytest
 import torch
 
-from unet_lib.exercises import Feedback, ch02
+from unet_lib.exercises import ch02
 from unet_lib.models import FCN, count_parameters
 from unet_lib.models.fcn import bilinear_kernel, receptive_field
 
@@ -67,26 +66,6 @@ def test_skip_parameters_checker():
     no_bias = lambda f, k, v: {"32s": 0, "16s": 8 * f * k + 16 * k * k, "8s": 12 * f * k + 32 * k * k}[v]  # noqa: E731
     assert not ch02.check_skip_parameters(no_bias)
     assert not ch02.check_skip_parameters(lambda f, k, v: torch.tensor(1.0) / 0)  # an exception is feedback
-
-
-# -- unusable answers: None, nan and a wrong type are "not yet" with the problem named -----------
-BAD_ANSWERS = {
-    "None": (lambda *args, **kwargs: None, "returned None"),
-    "nan": (lambda *args, **kwargs: float("nan"), "returned nan (not a number)"),
-    "a string": (lambda *args, **kwargs: "0.5", "returned a str ('0.5')"),
-}
-
-
-@pytest.mark.parametrize("bad", BAD_ANSWERS)
-@pytest.mark.parametrize("check", [ch02.check_bilinear_kernel,
-                                   ch02.check_receptive_field,
-                                   ch02.check_skip_parameters],
-                         ids=lambda check: check.__name__)
-def test_unusable_answers_are_named(check, bad):
-    fn, problem = BAD_ANSWERS[bad]
-    fb = check(fn)
-    assert isinstance(fb, Feedback) and not fb and str(fb).startswith("Not yet: ")
-    assert problem in fb.message and "raised" not in fb.message    # the checker itself never crashes
 
 
 def test_wrong_types_and_shapes_are_named():

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from unet_lib.exercises import Feedback, ch04
+from unet_lib.exercises import ch04
 from unet_lib.instances import f1_from_iou
 
 
@@ -79,27 +78,6 @@ def test_object_f1_checker():
     assert ch04.check_object_f1(right)
     fb = ch04.check_object_f1(counts_all)
     assert not fb and "only once" in fb.message
-
-
-# -- unusable answers: None, nan and a wrong type are "not yet" with the problem named -----------
-BAD_ANSWERS = {
-    "None": (lambda *args, **kwargs: None, "returned None"),
-    "nan": (lambda *args, **kwargs: float("nan"), "returned nan (not a number)"),
-    "a string": (lambda *args, **kwargs: "0.5", "returned a str ('0.5')"),
-}
-
-
-@pytest.mark.parametrize("bad", BAD_ANSWERS)
-@pytest.mark.parametrize("check", [ch04.check_weighted_cross_entropy,
-                                   ch04.check_border_term,
-                                   ch04.check_two_smallest,
-                                   ch04.check_object_f1],
-                         ids=lambda check: check.__name__)
-def test_unusable_answers_are_named(check, bad):
-    fn, problem = BAD_ANSWERS[bad]
-    fb = check(fn)
-    assert isinstance(fb, Feedback) and not fb and str(fb).startswith("Not yet: ")
-    assert problem in fb.message and "raised" not in fb.message    # the checker itself never crashes
 
 
 def test_wrong_types_are_named():

@@ -1,10 +1,9 @@
 """The chapter 05 checkers accept the reference answers and reject typical mistakes."""
-import pytest
 import torch
 from torch import nn
 
 from unet_lib import losses
-from unet_lib.exercises import Feedback, ch05
+from unet_lib.exercises import ch05
 from unet_lib.measure import count_macs
 from unet_lib.models.unet_plusplus import nested_nodes
 
@@ -95,27 +94,6 @@ def test_count_macs_checker():
     for wrong in (conv_only, transposed_like_conv, per_batch, not_implemented):
         fb = ch05.check_count_macs(wrong)
         assert not fb and fb.message
-
-
-# -- unusable answers: None, nan and a wrong type are "not yet" with the problem named -----------
-BAD_ANSWERS = {
-    "None": (lambda *args, **kwargs: None, "returned None"),
-    "nan": (lambda *args, **kwargs: float("nan"), "returned nan (not a number)"),
-    "a string": (lambda *args, **kwargs: "0.5", "returned a str ('0.5')"),
-}
-
-
-@pytest.mark.parametrize("bad", BAD_ANSWERS)
-@pytest.mark.parametrize("check", [ch05.check_node_in_channels,
-                                   ch05.check_pruned_nodes,
-                                   ch05.check_deep_supervision_loss,
-                                   ch05.check_count_macs],
-                         ids=lambda check: check.__name__)
-def test_unusable_answers_are_named(check, bad):
-    fn, problem = BAD_ANSWERS[bad]
-    fb = check(fn)
-    assert isinstance(fb, Feedback) and not fb and str(fb).startswith("Not yet: ")
-    assert problem in fb.message and "raised" not in fb.message    # the checker itself never crashes
 
 
 def test_wrong_types_are_named():

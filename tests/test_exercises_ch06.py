@@ -1,8 +1,7 @@
 """The chapter 06 checkers accept right answers and reject typical mistakes."""
-import pytest
 import torch
 
-from unet_lib.exercises import Feedback, ch06
+from unet_lib.exercises import ch06
 
 
 def not_implemented(*args):
@@ -109,27 +108,6 @@ def test_gate_checker():
     for wrong in (minus_inf, too_mild, gates_everything, not_implemented):
         fb = ch06.check_gate(wrong)
         assert not fb and fb.message
-
-
-# -- unusable answers: None, nan and a wrong type are "not yet" with the problem named -----------
-BAD_ANSWERS = {
-    "None": (lambda *args, **kwargs: None, "returned None"),
-    "nan": (lambda *args, **kwargs: float("nan"), "returned nan (not a number)"),
-    "a string": (lambda *args, **kwargs: "0.5", "returned a str ('0.5')"),
-}
-
-
-@pytest.mark.parametrize("bad", BAD_ANSWERS)
-@pytest.mark.parametrize("check", [ch06.check_skip_sources,
-                                   ch06.check_decoder_parameters,
-                                   ch06.check_soft_iou_loss,
-                                   ch06.check_gate],
-                         ids=lambda check: check.__name__)
-def test_unusable_answers_are_named(check, bad):
-    fn, problem = BAD_ANSWERS[bad]
-    fb = check(fn)
-    assert isinstance(fb, Feedback) and not fb and str(fb).startswith("Not yet: ")
-    assert problem in fb.message and "raised" not in fb.message    # the checker itself never crashes
 
 
 def test_soft_iou_loss_checker_rejects_nan_and_none():

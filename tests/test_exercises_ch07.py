@@ -1,9 +1,8 @@
 """The chapter 07 checkers accept the reference answers and reject typical mistakes."""
 import numpy as np
-import pytest
 
 from unet_lib import compare, metrics
-from unet_lib.exercises import Feedback, ch07
+from unet_lib.exercises import ch07
 
 
 def reference_interval(a, b, n_boot=2000, seed=0):
@@ -79,26 +78,6 @@ def test_dice_by_size_checker():
     for wrong in (edges_in_lower_stratum, fixed_edges, keeps_empty_strata, lambda d, f, edges=None: [1, 2, 3]):
         fb = ch07.check_dice_by_size(wrong)
         assert not fb and fb.message
-
-
-# -- unusable answers: None, nan and a wrong type are "not yet" with the problem named -----------
-BAD_ANSWERS = {
-    "None": (lambda *args, **kwargs: None, "returned None"),
-    "nan": (lambda *args, **kwargs: float("nan"), "returned nan (not a number)"),
-    "a string": (lambda *args, **kwargs: "0.5", "returned a str ('0.5')"),
-}
-
-
-@pytest.mark.parametrize("bad", BAD_ANSWERS)
-@pytest.mark.parametrize("check", [ch07.check_paired_interval,
-                                   ch07.check_pooled_dice,
-                                   ch07.check_dice_by_size],
-                         ids=lambda check: check.__name__)
-def test_unusable_answers_are_named(check, bad):
-    fn, problem = BAD_ANSWERS[bad]
-    fb = check(fn)
-    assert isinstance(fb, Feedback) and not fb and str(fb).startswith("Not yet: ")
-    assert problem in fb.message and "raised" not in fb.message    # the checker itself never crashes
 
 
 def test_wrong_types_are_named():

@@ -397,3 +397,30 @@ def test_no_line_number_inside_unet_lib_for_a_crash_in_the_students_code():
     fb = ch01.check_all_foreground_dice(buggy)
     assert not fb and "ValueError" in fb.message
     assert "unet_lib" not in fb.message
+
+
+# ------------------------------------------------------------------------------ what the hint says
+# The three answers students hand in most (a forgotten return, a 0 / 0, a number as text): each checker of
+# chapters 02-07 names the problem in the student's terms, never its own crash.
+BAD_ANSWERS = {
+    "None": (lambda *args, **kwargs: None, "returned None"),
+    "nan": (lambda *args, **kwargs: float("nan"), "returned nan (not a number)"),
+    "a string": (lambda *args, **kwargs: "0.5", "returned a str ('0.5')"),
+}
+NAMED_CHECKERS = [
+    ch02.check_bilinear_kernel, ch02.check_receptive_field, ch02.check_skip_parameters,
+    ch04.check_weighted_cross_entropy, ch04.check_border_term, ch04.check_two_smallest, ch04.check_object_f1,
+    ch05.check_node_in_channels, ch05.check_pruned_nodes, ch05.check_deep_supervision_loss, ch05.check_count_macs,
+    ch06.check_skip_sources, ch06.check_decoder_parameters, ch06.check_soft_iou_loss, ch06.check_gate,
+    ch07.check_paired_interval, ch07.check_pooled_dice, ch07.check_dice_by_size,
+]
+
+
+@pytest.mark.parametrize("bad", BAD_ANSWERS)
+@pytest.mark.parametrize("check", NAMED_CHECKERS, ids=lambda check: f"{check.__module__.rsplit('.', 1)[-1]}."
+                                                                     f"{check.__name__}")
+def test_unusable_answers_are_named(check, bad):
+    fn, problem = BAD_ANSWERS[bad]
+    fb = check(fn)
+    assert isinstance(fb, Feedback) and not fb and str(fb).startswith("Not yet: ")
+    assert problem in fb.message and "raised" not in fb.message    # the checker itself never crashes
