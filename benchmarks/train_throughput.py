@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['threads']} torch threads\n")
     print(f"Ceiling (same process): a 64->64 3x3 convolution's forward and backward, batch 16 at {p.image_size} px, "
           f"float32: {result['ceiling_gflops']:.0f} GFLOP/s. 'of ceiling' = a step's GFLOP/s over it. 'outside "
-          "steps' = share of an epoch spent in validation and in making training items in the training process "
+          "steps' = share of a training spent in validation and in making training items in the training process "
           "(val = validation alone). 'training min' = the training's estimated minutes (steps x step time + "
           "validation + data) at this machine's speed, all its seeds and arms.\n")
     print(table(result, variants))
