@@ -341,9 +341,9 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, loss_fn: Callable[..
             for, and every extra tensor (weight map, image label) is finite and >= 0. ``False``
             allows soft targets.
         channels_last: train in the channels-last memory format (the model's weights and every 4-D
-            image batch): the same computation, laid out so that some networks run faster (on 2 CPU
-            cores 0.65-0.85 of the step time for UNet 3+, the 2015 U-Net and U-Net at width 16, but
-            1.05-1.13 for FCN and U-Net at width 8-10: ``benchmarks/train_throughput.py``).
+            image batch): the same computation, laid out so that some networks run faster (measured on
+            2 CPU cores: 0.5-0.9 of the step time for UNet 3+, the 2015 U-Net and U-Net at width 16, but
+            about 1.1 for FCN and U-Net at width 8-10; ``benchmarks/train_throughput.py``).
 
     Returns:
         The :class:`History` (also stored in the checkpoints).
