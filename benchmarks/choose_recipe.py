@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from full_profile_cost import CHANNELS_LAST_CHAPTERS  # noqa: E402  (which chapters train channels-last)
 
 from unet_lib import compare, config, data, losses, metrics  # noqa: E402
 from unet_lib.compare import Contender  # noqa: E402
@@ -35,15 +38,15 @@ def tuning_split(seed: int = 0) -> tuple[list[str], list[str]]:
     """The official training ids as (704 to train on, 176 held out), by a seeded permutation."""
     ids = data.kvasir_split("train")
     order = np.random.default_rng(seed).permutation(len(ids))
-    held = sorted(int(k) for k in order[:HELD_OUT])
-    return [ids[k] for k in range(len(ids)) if k not in set(held)], [ids[k] for k in held]
+    held = set(order[:HELD_OUT].tolist())
+    return [i for k, i in enumerate(ids) if k not in held], [i for k, i in enumerate(ids) if k in held]
 
 
-def contenders(chapter: str, p: config.Profile) -> tuple[list[Contender], bool]:
-    """The chapter's networks at its cpu-profile widths, and whether the chapter trains them channels-last."""
+def contenders(chapter: str, p: config.Profile) -> list[Contender]:
+    """The chapter's networks at its cpu-profile widths."""
     ds = functools.partial(losses.deep_supervision_loss, loss_fn=losses.bce_dice_loss)
     if chapter == "03":
-        return [Contender("U-Net", lambda: UNet(3, 1, features=p.features), losses.bce_dice_loss)], True
+        return [Contender("U-Net", lambda: UNet(3, 1, features=p.features), losses.bce_dice_loss)]
     if chapter == "07":
         w = max(2, p.features // 2)
         f = tuple(k * w for k in (1, 2, 4, 8, 16))
@@ -52,7 +55,7 @@ def contenders(chapter: str, p: config.Profile) -> tuple[list[Contender], bool]:
                 Contender("UNet++ (DS)", lambda: UNetPlusPlus(3, 1, features=f, deep_supervision=True), ds,
                           output_fn=lambda outs: outs[-1]),                       # head X^{0,4}, as chapter 07
                 Contender("UNet 3+ (DS)", lambda: UNet3Plus(3, 1, features=f, deep_supervision=True), ds,
-                          output_fn=lambda outs: outs[0])], True                  # head d1
+                          output_fn=lambda outs: outs[0])]                        # head d1
     raise SystemExit(f"chapter {chapter}: only 03 and 07 are set up here")
 
 
@@ -68,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     train_set = data.KvasirSEG(ids=train_ids, size=p.image_size, progress=False)
     held = data.KvasirSEG(ids=held_ids, size=p.image_size, progress=False)
     loader = DataLoader(held, batch_size=p.batch_size)
-    nets, channels_last = contenders(args.chapter, p)
-    nets = [c for c in nets if not args.only or c.name in args.only]
+    nets = [c for c in contenders(args.chapter, p) if not args.only or c.name in args.only]
+    channels_last = args.chapter in CHANNELS_LAST_CHAPTERS          # train as the chapter does
     print(f"# chapter {args.chapter}, {p.name} profile ({p.image_size} px, batch {p.batch_size}, lr {p.lr}): "
           f"{len(train_ids)} training images, {len(held_ids)} held out (all from the official training split)\n")
     print("| network | epochs | held-out Dice (95 % CI) | training s |\n|---|---|---|---|", flush=True)

@@ -133,9 +133,8 @@ def measure(p: config.Profile, chapters: set[str] | None, variants: tuple[str, .
     for s in setups:
         step_before, model = train_step(s)
         steps, compile_s = {"before": step_before}, None
-        for v in {"channels_last"} if s.channels_last else set():
-            steps[v], _ = train_step(s, v)
-        for v in variants:
+        # the chapter's own layout, then the asked-for variants (each built once)
+        for v in dict.fromkeys((("channels_last",) if s.channels_last else ()) + variants):
             t0 = time.perf_counter()
             steps[v], _ = train_step(s, v)
             if v == "compile":

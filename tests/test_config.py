@@ -173,7 +173,6 @@ def test_checkpoint_folder_per_notebook_profile_and_run(no_env, tmp_path):
 @pytest.fixture
 def colab(monkeypatch, tmp_path):
     """A stand-in ``google.colab`` whose ``drive.mount`` records the call and creates ``MyDrive``."""
-    import sys
     import types
 
     mounted = []
