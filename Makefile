@@ -47,7 +47,7 @@ test: unit notebooks
 # at a couple of steps (config.PROFILES["rehearsal"]), executed by the GPU reference run's own script: a
 # full-profile path that breaks fails here, and so does the script (notebooks/tools/reference_run.py)
 rehearsal: data
-	$(BIN)/python notebooks/tools/reference_run.py all --profile rehearsal --allow-cpu --out _build/reference-rehearsal
+	$(BIN)/python notebooks/tools/reference_run.py all --profile rehearsal --allow-cpu --timeout 600 --out _build/reference-rehearsal
 
 lint: venv
 	$(BIN)/ruff check .
